@@ -1,0 +1,3 @@
+/* turn_core.c - placeholder, to be written. */
+#include "turn_core.h"
+typedef int rly_turn_core_placeholder;
