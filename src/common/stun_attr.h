@@ -43,7 +43,7 @@ enum stun_known {
     STUN_K_ADDITIONAL_ADDRESS_FAMILY,
     STUN_K_SOFTWARE,
     STUN_K_FINGERPRINT,
-    STUN_K_MESSAGE_INTEGRITY_SHA256,    /* recorded, never checked (SPEC §2.4) */
+    STUN_K_MESSAGE_INTEGRITY_SHA256,    /* recorded, never checked (§2.4) */
     STUN_K_COUNT
 };
 
@@ -51,14 +51,18 @@ enum stun_known {
 int stun_attr_known(uint16_t type);
 
 /* Checks one attribute value against its SPEC §2.4 rule.  Returns 0, or
- * RLY_ERR_MALFORMED when the rule is broken.  Unknown types pass. */
+ * RLY_ERR_MALFORMED when the rule is broken.  Unknown types and
+ * MESSAGE-INTEGRITY-SHA256 pass.  FINGERPRINT is checked for its 4 bytes
+ * only; position (after MESSAGE-INTEGRITY, FINGERPRINT last) is
+ * stun_msg_parse()'s business. */
 int stun_attr_check(uint16_t type, const uint8_t *val, size_t len);
 
 /* SPEC §2.4 text rule: valid UTF-8, <= 127 characters and <= 763 bytes.
- * Returns 1 when it holds. */
+ * Returns 1 when it holds, else 0. */
 int stun_text_ok(const uint8_t *s, size_t len);
-/* Valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF).  Returns the
- * number of characters, or -1. */
+/* Valid UTF-8 per RFC 3629 (no overlongs, no surrogates, <= U+10FFFF, no
+ * truncated sequence; U+0000 is allowed).  Returns the number of
+ * characters (code points), or -1. */
 long stun_utf8_count(const uint8_t *s, size_t len);
 
 #endif

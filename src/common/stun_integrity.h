@@ -12,9 +12,10 @@
 #define STUN_MI_LEN 20
 
 /* HMAC-SHA1 over msg[0 .. mi_off), with the header's length field replaced
- * by mi_off - 20 + 24 (as if MESSAGE-INTEGRITY were the last attribute).
- * mi_off is the offset of the MESSAGE-INTEGRITY attribute header.  Returns 0
- * or RLY_ERR_CRYPTO. */
+ * by mi_off - 20 + 24 (as if MESSAGE-INTEGRITY were the last attribute);
+ * msg itself is not modified.  mi_off (>= 20) is the offset of the
+ * MESSAGE-INTEGRITY attribute header.  Any key length, 0 included.
+ * Returns 0 or RLY_ERR_CRYPTO. */
 int stun_integrity_compute(const uint8_t *msg, size_t mi_off,
     const uint8_t *key, size_t keylen, uint8_t out[STUN_MI_LEN]);
 
@@ -25,7 +26,9 @@ int stun_integrity_verify(const struct stun_msg *m, const uint8_t *key,
     size_t keylen);
 
 /* CRC-32 (zlib polynomial) of msg[0 .. fp_off) with the length field set to
- * count the FINGERPRINT (fp_off - 20 + 8), XORed with 0x5354554E. */
+ * count the FINGERPRINT (fp_off - 20 + 8), XORed with 0x5354554E.  fp_off
+ * (>= 20) is the offset of the FINGERPRINT attribute header; msg is not
+ * modified. */
 uint32_t stun_fingerprint_compute(const uint8_t *msg, size_t fp_off);
 
 /* Plain CRC-32 as zlib's crc32(0, buf, len). */
@@ -35,7 +38,8 @@ uint32_t stun_crc32(const uint8_t *buf, size_t len);
  * RLY_ERR_AUTH when not last, not 4 bytes, or wrong. */
 int stun_fingerprint_verify(const struct stun_msg *m);
 
-/* key = MD5(username ":" realm ":" password).  Returns 0 or
+/* key = MD5(username ":" realm ":" password), the bytes taken as given (no
+ * SASLprep).  realm and password are NUL-terminated.  Returns 0 or
  * RLY_ERR_CRYPTO. */
 int stun_long_term_key(const uint8_t *user, size_t ulen, const char *realm,
     const char *password, uint8_t key[16]);

@@ -68,10 +68,13 @@ struct stun_msg {
 };
 
 /* Parses framing (SPEC §2.3): returns 0, or RLY_ERR_MALFORMED when the
- * datagram is shorter than 20 bytes, lacks the cookie, has a length field
- * that is not a multiple of 4 or that disagrees with len, or has an
- * attribute running past the end.  Value-rule failures do not fail the
- * parse: they set m->bad_attr.  The class is not checked here. */
+ * datagram is shorter than 20 bytes (or longer than 65535, which no UDP
+ * datagram is), lacks the cookie, has a length field that is not a
+ * multiple of 4 or that disagrees with len, or has an attribute (padding
+ * included; its content is ignored) running past the end.  Value-rule
+ * failures do not fail the parse: they set m->bad_attr.  The class is not
+ * checked here.  m is always cleared first; after an error its contents
+ * are unspecified. */
 int stun_msg_parse(struct stun_msg *m, const uint8_t *buf, size_t len);
 
 /* Value of a recorded attribute, or NULL when absent (len set to 0). */
@@ -79,7 +82,9 @@ const uint8_t *stun_msg_attr(const struct stun_msg *m, enum stun_known k,
     size_t *len);
 
 /* Decodes an XOR address attribute value (SPEC §2.4 address rule) using
- * the message's transaction id.  Returns 0 or RLY_ERR_MALFORMED. */
+ * the message's transaction id.  Returns 0 with *out set (port in host
+ * order, unused bytes zero), or RLY_ERR_MALFORMED when the value breaks
+ * the address rule. */
 int stun_xor_addr_decode(const uint8_t *val, size_t len,
     const uint8_t txid[STUN_TXID_LEN], struct addr *out);
 
@@ -88,10 +93,15 @@ int stun_xor_addr_decode(const uint8_t *val, size_t len,
 int stun_attr_u32(const uint8_t *val, size_t len, uint32_t *out);
 
 /* --- Building --------------------------------------------------------
- * A builder writes one message into buf.  Errors are sticky: after the
- * first failure (RLY_ERR_NOSPACE) every call does nothing and
- * stun_build_finish() returns the error.  pad is the byte used for
- * attribute padding (0 on the wire; RFC 5769 vectors use 0x20). */
+ * A builder writes one message into buf, which it borrows until the last
+ * call.  The header's length field is correct after every append.  Errors
+ * are sticky: after the first failure every call does nothing and
+ * stun_build_finish() returns the error: RLY_ERR_NOSPACE when buf (cap
+ * bytes; stun_build_init() needs 20) or the 16-bit length field cannot
+ * hold the attribute, RLY_ERR_INVAL for an address family or error code
+ * that cannot be encoded, RLY_ERR_CRYPTO when the HMAC fails.  pad is the
+ * byte used for attribute padding (0 on the wire; RFC 5769 vectors use
+ * 0x20). */
 struct stun_builder {
     uint8_t    *buf;
     size_t      cap;
@@ -105,19 +115,25 @@ void stun_build_init(struct stun_builder *b, uint8_t *buf, size_t cap,
 void stun_build_attr(struct stun_builder *b, uint16_t type,
     const void *val, size_t len);
 void stun_build_u32(struct stun_builder *b, uint16_t type, uint32_t v);
-/* XOR-MAPPED/RELAYED/PEER-ADDRESS: family 0x01/0x02 from a->family. */
+/* XOR-MAPPED/RELAYED/PEER-ADDRESS: family 0x01/0x02 from a->family
+ * (ADDR_V4/ADDR_V6; anything else is RLY_ERR_INVAL), XORed with the
+ * transaction id given to stun_build_init(). */
 void stun_build_xor_addr(struct stun_builder *b, uint16_t type,
     const struct addr *a);
-/* ERROR-CODE with the class/number layout of SPEC §2.9. */
+/* ERROR-CODE with the class/number layout of SPEC §2.9: two zero bytes,
+ * code / 100, code % 100, then reason (NUL-terminated, may be NULL for
+ * none) unterminated and padded.  code outside 300-699 is RLY_ERR_INVAL. */
 void stun_build_error(struct stun_builder *b, unsigned code,
     const char *reason);
-/* Appends MESSAGE-INTEGRITY computed with the 16-byte long-term key. */
+/* Appends MESSAGE-INTEGRITY computed with the 16-byte long-term key over
+ * everything built so far (stun_integrity_compute()). */
 void stun_build_integrity(struct stun_builder *b, const uint8_t key[16]);
 /* Same, with a key of any length (RFC 5769 §2.1 uses a short-term
  * password as the key). */
 void stun_build_integrity_key(struct stun_builder *b, const uint8_t *key,
     size_t keylen);
-/* Appends FINGERPRINT. */
+/* Appends FINGERPRINT over everything built so far (after
+ * MESSAGE-INTEGRITY, if any). */
 void stun_build_fingerprint(struct stun_builder *b);
 /* Returns the message length (> 0) or the sticky error (< 0). */
 int stun_build_finish(struct stun_builder *b);
