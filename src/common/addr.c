@@ -107,8 +107,9 @@ addr_parse_ip_port(struct addr *a, const char *s)
     const char *colon;
     size_t      n;
     uint16_t    port;
+    int         bracketed = *s == '[';
 
-    if (*s == '[') {
+    if (bracketed) {
         const char *close = strchr(s, ']');
         if (close == NULL || close[1] != ':')
             return RLY_ERR_INVAL;
@@ -128,7 +129,7 @@ addr_parse_ip_port(struct addr *a, const char *s)
     if (parse_port(colon + 1, &port) != 0 || addr_parse_ip(a, host) != 0)
         return RLY_ERR_INVAL;
     /* "::1:80" without brackets is ambiguous: demand brackets for IPv6. */
-    if (a->family == ADDR_V6 && s[-1] != '[')
+    if ((a->family == ADDR_V6) != bracketed)
         return RLY_ERR_INVAL;
     a->port = port;
     return 0;
