@@ -1,3 +1,221 @@
-/* chan_idx.c - placeholder, to be written. */
+/* chan_idx.c - a worker's hot-path channel index; see chan_idx.h.
+ *
+ * Two open-addressing tables with linear probing, one per key, each sized
+ * once to a power of two at most 3/4 full.  A deletion shifts the later
+ * members of its probe run back into the hole (no tombstones), so lookups
+ * stay as short after a week of churn as on the first day.  Each entry
+ * keeps its 32-bit hash: probes compare it before the key, and shifts
+ * never recompute SipHash. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "chan_idx.h"
-typedef int rly_chan_idx_placeholder;
+#include "rly_err.h"
+#include "siphash.h"
+
+/* Largest cap accepted: keeps the table sizes far from overflow. */
+#define CHAN_IDX_MAX_CAP    (1u << 28)
+
+struct ci_ent {
+    uint32_t    hash;
+    uint32_t    chan;       /* CHAN_IDX_NONE: empty */
+    struct addr addr;       /* client, or peer */
+    uint16_t    k16;        /* channel number, or relay port */
+};
+
+struct ci_table {
+    struct ci_ent  *e;
+    uint32_t        mask;
+};
+
+struct chan_idx {
+    struct ci_table     by_client;
+    struct ci_table     by_peer;
+    uint32_t            cap, count;
+    struct siphash_key  key;
+};
+
+/* SipHash of k16, family, port and the IP bytes the family uses (the rest
+ * of struct addr need not be zero). */
+static uint32_t
+hash_key(const struct chan_idx *ci, const struct addr *a, uint16_t k16)
+{
+    uint8_t buf[21];
+    size_t  iplen = a->family == ADDR_V4 ? 4 : 16;
+
+    buf[0] = (uint8_t)(k16 >> 8);
+    buf[1] = (uint8_t)k16;
+    buf[2] = a->family;
+    buf[3] = (uint8_t)(a->port >> 8);
+    buf[4] = (uint8_t)a->port;
+    memcpy(buf + 5, a->ip, iplen);
+    return (uint32_t)siphash24(&ci->key, buf, 5 + iplen);
+}
+
+/* Position of the key, or CHAN_IDX_NONE.  Ends: a table always has an
+ * empty entry (cap < size). */
+static uint32_t
+table_find(const struct ci_table *t, uint32_t h, const struct addr *a,
+    uint16_t k16)
+{
+    uint32_t i;
+
+    for (i = h & t->mask; t->e[i].chan != CHAN_IDX_NONE;
+        i = (i + 1) & t->mask) {
+        const struct ci_ent *e = &t->e[i];
+
+        if (e->hash == h && e->k16 == k16 && addr_eq(&e->addr, a))
+            return i;
+    }
+    return CHAN_IDX_NONE;
+}
+
+static void
+table_insert(struct ci_table *t, uint32_t h, const struct addr *a,
+    uint16_t k16, uint32_t chan)
+{
+    uint32_t i;
+
+    for (i = h & t->mask; t->e[i].chan != CHAN_IDX_NONE;
+        i = (i + 1) & t->mask)
+        ;
+    t->e[i].hash = h;
+    t->e[i].chan = chan;
+    t->e[i].addr = *a;
+    t->e[i].k16 = k16;
+}
+
+/* Empties entry i, then moves back each later member of the run that may
+ * live at the hole: one whose home is not cyclically inside (hole, j]. */
+static void
+table_remove_at(struct ci_table *t, uint32_t i)
+{
+    uint32_t j = i, home;
+
+    for (;;) {
+        j = (j + 1) & t->mask;
+        if (t->e[j].chan == CHAN_IDX_NONE)
+            break;
+        home = t->e[j].hash & t->mask;
+        if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
+            t->e[i] = t->e[j];
+            i = j;
+        }
+    }
+    t->e[i].chan = CHAN_IDX_NONE;
+}
+
+static void
+table_clear(struct ci_table *t)
+{
+    for (uint32_t i = 0; i <= t->mask; i++)
+        t->e[i].chan = CHAN_IDX_NONE;
+}
+
+struct chan_idx *
+chan_idx_new(uint32_t cap, const uint8_t hashkey[16])
+{
+    struct chan_idx *ci;
+    uint32_t         size = 4;
+
+    if (cap > CHAN_IDX_MAX_CAP)
+        return NULL;
+    while (size < cap + cap / 3 + 1)
+        size <<= 1;
+    if ((ci = calloc(1, sizeof(*ci))) == NULL)
+        return NULL;
+    ci->by_client.e = calloc(size, sizeof(struct ci_ent));
+    ci->by_peer.e = calloc(size, sizeof(struct ci_ent));
+    if (ci->by_client.e == NULL || ci->by_peer.e == NULL) {
+        chan_idx_free(ci);
+        return NULL;
+    }
+    ci->by_client.mask = ci->by_peer.mask = size - 1;
+    ci->cap = cap;
+    siphash_key_set(&ci->key, hashkey);
+    chan_idx_clear(ci);
+    return ci;
+}
+
+void
+chan_idx_free(struct chan_idx *ci)
+{
+    if (ci == NULL)
+        return;
+    free(ci->by_client.e);
+    free(ci->by_peer.e);
+    free(ci);
+}
+
+void
+chan_idx_clear(struct chan_idx *ci)
+{
+    table_clear(&ci->by_client);
+    table_clear(&ci->by_peer);
+    ci->count = 0;
+}
+
+uint32_t
+chan_idx_count(const struct chan_idx *ci)
+{
+    return ci->count;
+}
+
+int
+chan_idx_add(struct chan_idx *ci, uint32_t chan,
+    const struct addr *client, uint16_t number,
+    uint16_t port, const struct addr *peer)
+{
+    uint32_t hc = hash_key(ci, client, number);
+    uint32_t hp = hash_key(ci, peer, port);
+
+    if (chan == CHAN_IDX_NONE)
+        return RLY_ERR_INVAL;
+    if (table_find(&ci->by_client, hc, client, number) != CHAN_IDX_NONE ||
+        table_find(&ci->by_peer, hp, peer, port) != CHAN_IDX_NONE)
+        return RLY_ERR_EXISTS;
+    if (ci->count >= ci->cap)
+        return RLY_ERR_FULL;
+    table_insert(&ci->by_client, hc, client, number, chan);
+    table_insert(&ci->by_peer, hp, peer, port, chan);
+    ci->count++;
+    return 0;
+}
+
+void
+chan_idx_del(struct chan_idx *ci, const struct addr *client,
+    uint16_t number, uint16_t port, const struct addr *peer)
+{
+    uint32_t ic, ip;
+
+    ic = table_find(&ci->by_client, hash_key(ci, client, number), client,
+        number);
+    ip = table_find(&ci->by_peer, hash_key(ci, peer, port), peer, port);
+    /* Both keys of one channel, or nothing: the tables stay paired. */
+    if (ic == CHAN_IDX_NONE || ip == CHAN_IDX_NONE ||
+        ci->by_client.e[ic].chan != ci->by_peer.e[ip].chan)
+        return;
+    table_remove_at(&ci->by_client, ic);
+    table_remove_at(&ci->by_peer, ip);
+    ci->count--;
+}
+
+uint32_t
+chan_idx_by_client(const struct chan_idx *ci, const struct addr *client,
+    uint16_t number)
+{
+    uint32_t i = table_find(&ci->by_client, hash_key(ci, client, number),
+        client, number);
+
+    return i == CHAN_IDX_NONE ? CHAN_IDX_NONE : ci->by_client.e[i].chan;
+}
+
+uint32_t
+chan_idx_by_peer(const struct chan_idx *ci, uint16_t port,
+    const struct addr *peer)
+{
+    uint32_t i = table_find(&ci->by_peer, hash_key(ci, peer, port), peer,
+        port);
+
+    return i == CHAN_IDX_NONE ? CHAN_IDX_NONE : ci->by_peer.e[i].chan;
+}

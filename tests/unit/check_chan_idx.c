@@ -1,8 +1,320 @@
-/* check_chan_idx.c - placeholder suite, to be written. */
+/* check_chan_idx.c - the worker's local channel index: both keys, limits,
+ * churn against a reference array, per-client channel numbers (C49). */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "chan_idx.h"
+#include "helper.h"
+#include "rly_err.h"
 #include "suites.h"
+
+static const uint8_t key[16] = {
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16
+};
+
+START_TEST(test_chan_idx_add_find_del)
+{
+    struct chan_idx *ci = chan_idx_new(16, key);
+    struct addr      c = A("198.51.100.1:5000"), p = A("203.0.113.9:7000");
+    struct addr      c6 = A("[2001:db8::1]:5000"), p6 = A("[2001:db8::9]:1");
+
+    ck_assert_ptr_nonnull(ci);
+    ck_assert_uint_eq(chan_idx_count(ci), 0);
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c, 0x4000), CHAN_IDX_NONE);
+    ck_assert_int_eq(chan_idx_add(ci, 7, &c, 0x4000, 50000, &p), 0);
+    ck_assert_int_eq(chan_idx_add(ci, 8, &c6, 0x7fff, 50001, &p6), 0);
+    ck_assert_uint_eq(chan_idx_count(ci), 2);
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c, 0x4000), 7);
+    ck_assert_uint_eq(chan_idx_by_peer(ci, 50000, &p), 7);
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c6, 0x7fff), 8);
+    ck_assert_uint_eq(chan_idx_by_peer(ci, 50001, &p6), 8);
+    /* Near misses: other number, other port, other peer port. */
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c, 0x4001), CHAN_IDX_NONE);
+    ck_assert_uint_eq(chan_idx_by_peer(ci, 50001, &p), CHAN_IDX_NONE);
+    p.port++;
+    ck_assert_uint_eq(chan_idx_by_peer(ci, 50000, &p), CHAN_IDX_NONE);
+    p.port--;
+
+    chan_idx_del(ci, &c, 0x4000, 50000, &p);
+    ck_assert_uint_eq(chan_idx_count(ci), 1);
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c, 0x4000), CHAN_IDX_NONE);
+    ck_assert_uint_eq(chan_idx_by_peer(ci, 50000, &p), CHAN_IDX_NONE);
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c6, 0x7fff), 8);
+    chan_idx_del(ci, &c, 0x4000, 50000, &p);           /* absent: no-op */
+    ck_assert_uint_eq(chan_idx_count(ci), 1);
+    chan_idx_free(ci);
+    chan_idx_free(NULL);
+}
+END_TEST
+
+START_TEST(test_chan_idx_exists)
+{
+    struct chan_idx *ci = chan_idx_new(8, key);
+    struct addr      c = A("198.51.100.1:5000"), c2 = A("198.51.100.2:5000");
+    struct addr      p = A("203.0.113.9:7000"), p2 = A("203.0.113.9:7001");
+
+    ck_assert_int_eq(chan_idx_add(ci, 1, &c, 0x4000, 50000, &p), 0);
+    /* Same (client, number), other peer. */
+    ck_assert_int_eq(chan_idx_add(ci, 2, &c, 0x4000, 50000, &p2),
+        RLY_ERR_EXISTS);
+    ck_assert_uint_eq(chan_idx_by_peer(ci, 50000, &p2), CHAN_IDX_NONE);
+    /* Same (port, peer), other client: nothing half-added either. */
+    ck_assert_int_eq(chan_idx_add(ci, 3, &c2, 0x4001, 50000, &p),
+        RLY_ERR_EXISTS);
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c2, 0x4001), CHAN_IDX_NONE);
+    ck_assert_uint_eq(chan_idx_count(ci), 1);
+    ck_assert_int_eq(chan_idx_add(ci, CHAN_IDX_NONE, &c2, 1, 1, &p2),
+        RLY_ERR_INVAL);
+    /* Keys of two different channels: delete does nothing. */
+    ck_assert_int_eq(chan_idx_add(ci, 4, &c2, 0x4001, 50000, &p2), 0);
+    chan_idx_del(ci, &c, 0x4000, 50000, &p2);
+    ck_assert_uint_eq(chan_idx_count(ci), 2);
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c, 0x4000), 1);
+    ck_assert_uint_eq(chan_idx_by_peer(ci, 50000, &p2), 4);
+    chan_idx_free(ci);
+}
+END_TEST
+
+START_TEST(test_chan_idx_full)
+{
+    struct chan_idx *ci = chan_idx_new(3, key);
+    struct addr      c = A("198.51.100.1:5000"), p = A("203.0.113.9:7000");
+
+    for (uint16_t i = 0; i < 3; i++) {
+        p.port = (uint16_t)(7000 + i);
+        ck_assert_int_eq(chan_idx_add(ci, i, &c, 0x4000 + i, 50000, &p), 0);
+    }
+    p.port = 7100;
+    ck_assert_int_eq(chan_idx_add(ci, 9, &c, 0x4100, 50000, &p),
+        RLY_ERR_FULL);
+    p.port = 7001;
+    chan_idx_del(ci, &c, 0x4001, 50000, &p);
+    p.port = 7100;
+    ck_assert_int_eq(chan_idx_add(ci, 9, &c, 0x4100, 50000, &p), 0);
+    ck_assert_uint_eq(chan_idx_count(ci), 3);
+    chan_idx_free(ci);
+
+    ci = chan_idx_new(0, key);                  /* a worker with no room */
+    ck_assert_ptr_nonnull(ci);
+    ck_assert_int_eq(chan_idx_add(ci, 1, &c, 0x4000, 1, &p), RLY_ERR_FULL);
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c, 0x4000), CHAN_IDX_NONE);
+    chan_idx_free(ci);
+    ck_assert_ptr_null(chan_idx_new(UINT32_MAX, key));
+}
+END_TEST
+
+/* SPEC C49: the number alone is no key.  Two clients bind 0x4000 to
+ * different peers; each peer's data must map to its own client. */
+START_TEST(test_chan_idx_same_number_other_client)
+{
+    struct chan_idx *ci = chan_idx_new(8, key);
+    struct addr      c = A("198.51.100.1:5000"), c2 = A("198.51.100.1:5001");
+    struct addr      p = A("203.0.113.9:7000"), p2 = A("203.0.113.10:7000");
+
+    ck_assert_int_eq(chan_idx_add(ci, 1, &c, 0x4000, 50000, &p), 0);
+    ck_assert_int_eq(chan_idx_add(ci, 2, &c2, 0x4000, 50001, &p2), 0);
+    ck_assert_int_eq(chan_idx_add(ci, 3, &c2, 0x4001, 50001, &p), 0);
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c, 0x4000), 1);
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c2, 0x4000), 2);
+    ck_assert_uint_eq(chan_idx_by_peer(ci, 50000, &p), 1);
+    ck_assert_uint_eq(chan_idx_by_peer(ci, 50001, &p2), 2);
+    ck_assert_uint_eq(chan_idx_by_peer(ci, 50001, &p), 3);
+    ck_assert_uint_eq(chan_idx_by_peer(ci, 50000, &p2), CHAN_IDX_NONE);
+    chan_idx_free(ci);
+}
+END_TEST
+
+/* Only the bytes an address uses are part of its key. */
+START_TEST(test_chan_idx_ignores_unused_bytes)
+{
+    struct chan_idx *ci = chan_idx_new(8, key);
+    struct addr      c = A("198.51.100.1:5000"), p = A("203.0.113.9:7000");
+    struct addr      dirty_c = c, dirty_p = p;
+
+    memset(dirty_c.ip + 4, 0xaa, 12);
+    dirty_c.pad = 0x55;
+    memset(dirty_p.ip + 4, 0x11, 12);
+    ck_assert_int_eq(chan_idx_add(ci, 5, &dirty_c, 0x4000, 1, &dirty_p), 0);
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c, 0x4000), 5);
+    ck_assert_uint_eq(chan_idx_by_peer(ci, 1, &p), 5);
+    chan_idx_del(ci, &c, 0x4000, 1, &p);
+    ck_assert_uint_eq(chan_idx_count(ci), 0);
+    chan_idx_free(ci);
+}
+END_TEST
+
+START_TEST(test_chan_idx_clear)
+{
+    struct chan_idx *ci = chan_idx_new(64, key);
+    struct addr      c = A("198.51.100.1:5000"), p = A("203.0.113.9:7000");
+
+    for (uint16_t i = 0; i < 64; i++) {
+        p.port = (uint16_t)(1000 + i);
+        ck_assert_int_eq(chan_idx_add(ci, i, &c, 0x4000 + i, 2, &p), 0);
+    }
+    chan_idx_clear(ci);
+    ck_assert_uint_eq(chan_idx_count(ci), 0);
+    for (uint16_t i = 0; i < 64; i++) {
+        p.port = (uint16_t)(1000 + i);
+        ck_assert_uint_eq(chan_idx_by_client(ci, &c, 0x4000 + i),
+            CHAN_IDX_NONE);
+        ck_assert_uint_eq(chan_idx_by_peer(ci, 2, &p), CHAN_IDX_NONE);
+    }
+    ck_assert_int_eq(chan_idx_add(ci, 1, &c, 0x4000, 2, &p), 0);
+    ck_assert_uint_eq(chan_idx_by_peer(ci, 2, &p), 1);
+    chan_idx_free(ci);
+}
+END_TEST
+
+/* --- Churn against a reference array --- */
+
+struct ref_chan {
+    int         used;
+    uint32_t    chan;
+    struct addr client, peer;
+    uint16_t    number, port;
+};
+
+static uint64_t
+next_rand(uint64_t *s)
+{
+    /* xorshift64*: a fixed sequence, so a failure replays. */
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * UINT64_C(2685821657736338717);
+}
+
+/* Small pools, so that keys collide, runs wrap and deletions shift. */
+static void
+random_chan(uint64_t *s, struct ref_chan *r)
+{
+    static const char *const clients[] = {
+        "198.51.100.1:5000", "198.51.100.1:5001", "198.51.100.2:5000",
+        "[2001:db8::1]:5000", "[2001:db8::2]:5000", "10.0.0.1:1",
+    };
+    static const char *const peers[] = {
+        "203.0.113.1:7000", "203.0.113.1:7001", "203.0.113.2:7000",
+        "[2001:db8:1::1]:7000", "192.0.2.77:9",
+    };
+    uint64_t x = next_rand(s);
+
+    r->client = A(clients[x % 6]);
+    r->peer = A(peers[(x >> 8) % 5]);
+    r->number = (uint16_t)(0x4000 + (x >> 16) % 12);
+    r->port = (uint16_t)(50000 + (x >> 24) % 4);
+    r->chan = (uint32_t)(x >> 32) % 100000;
+}
+
+static int
+ref_clash(const struct ref_chan *ref, size_t n, const struct ref_chan *r)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!ref[i].used)
+            continue;
+        if ((addr_eq(&ref[i].client, &r->client) &&
+                ref[i].number == r->number) ||
+            (addr_eq(&ref[i].peer, &r->peer) && ref[i].port == r->port))
+            return 1;
+    }
+    return 0;
+}
+
+static void
+check_against_ref(const struct chan_idx *ci, const struct ref_chan *ref,
+    size_t n)
+{
+    uint32_t used = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!ref[i].used)
+            continue;
+        used++;
+        ck_assert_uint_eq(chan_idx_by_client(ci, &ref[i].client,
+            ref[i].number), ref[i].chan);
+        ck_assert_uint_eq(chan_idx_by_peer(ci, ref[i].port, &ref[i].peer),
+            ref[i].chan);
+    }
+    ck_assert_uint_eq(chan_idx_count(ci), used);
+}
+
+static const uint32_t churn_caps[] = { 1, 5, 24, 200 };
+
+START_TEST(test_chan_idx_churn)
+{
+    uint32_t         cap = churn_caps[_i];
+    struct chan_idx *ci = chan_idx_new(cap, key);
+    struct ref_chan  ref[200], r;
+    uint64_t         s = 0x9e3779b97f4a7c15ull + _i;
+    uint32_t         count = 0;
+
+    ck_assert_ptr_nonnull(ci);
+    memset(ref, 0, sizeof(ref));
+    for (int op = 0; op < 100000; op++) {
+        size_t   slot = (size_t)(next_rand(&s) % cap);
+        int      want, rc;
+        uint32_t found;
+
+        random_chan(&s, &r);
+        switch (next_rand(&s) % 3) {
+        case 0:                                 /* add */
+            want = ref_clash(ref, cap, &r) ? RLY_ERR_EXISTS :
+                count == cap ? RLY_ERR_FULL : 0;
+            rc = chan_idx_add(ci, r.chan, &r.client, r.number, r.port,
+                &r.peer);
+            ck_assert_int_eq(rc, want);
+            if (rc == 0) {
+                for (slot = 0; ref[slot].used; slot++)
+                    ;
+                ref[slot] = r;
+                ref[slot].used = 1;
+                count++;
+            }
+            break;
+        case 1:                                 /* delete one present */
+            if (!ref[slot].used)
+                break;
+            chan_idx_del(ci, &ref[slot].client, ref[slot].number,
+                ref[slot].port, &ref[slot].peer);
+            ref[slot].used = 0;
+            count--;
+            break;
+        default:                                /* look up a random key */
+            found = CHAN_IDX_NONE;
+            for (size_t i = 0; i < cap; i++) {
+                if (ref[i].used && addr_eq(&ref[i].client, &r.client) &&
+                    ref[i].number == r.number)
+                    found = ref[i].chan;
+            }
+            ck_assert_uint_eq(chan_idx_by_client(ci, &r.client, r.number),
+                found);
+            break;
+        }
+        ck_assert_uint_eq(chan_idx_count(ci), count);
+        if (op % 997 == 0)
+            check_against_ref(ci, ref, cap);
+    }
+    check_against_ref(ci, ref, cap);
+    chan_idx_free(ci);
+}
+END_TEST
 
 Suite *
 chan_idx_suite(void)
 {
-    return suite_create("chan_idx");
+    Suite *s = suite_create("chan_idx");
+    TCase *tc = tcase_create("core");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_chan_idx_add_find_del);
+    tcase_add_test(tc, test_chan_idx_exists);
+    tcase_add_test(tc, test_chan_idx_full);
+    tcase_add_test(tc, test_chan_idx_same_number_other_client);
+    tcase_add_test(tc, test_chan_idx_ignores_unused_bytes);
+    tcase_add_test(tc, test_chan_idx_clear);
+    tcase_add_loop_test(tc, test_chan_idx_churn, 0,
+        (int)(sizeof(churn_caps) / sizeof(churn_caps[0])));
+    suite_add_tcase(s, tc);
+    return s;
 }
