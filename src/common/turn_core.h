@@ -47,8 +47,9 @@ struct turn_conf {
     rly_rand_fn     rand;                   /* nonces, ports */
     void           *rand_ud;
     struct rly_logger log;                  /* copied */
-    /* 1: drop every client datagram (not_ready) until
-     * turn_core_set_ready(); the core also consults atab_ready(). */
+    /* 1: drop every client datagram (not_ready) until atab_ready() says
+     * the master opened the relaying gate (SPEC §7.5); checked with one
+     * atomic load per datagram until it is seen open.  0: no gate. */
     int             gated;
 };
 

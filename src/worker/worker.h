@@ -1,0 +1,164 @@
+/* worker.h - a worker process: one event loop around one TURN core.
+ *
+ * The worker reads datagrams in batches from the listen sockets of its slot
+ * (inherited from the master) and from the relay sockets of the
+ * allocations it owns, hands each to the core, and carries out the
+ * commands the core queues (turn_cmd.h) once per batch.  It owns sockets,
+ * not rules (ARCHITECTURE §2).
+ *
+ * Files: worker.c (start-up, signals, reload, run loop), udp_io.c (every
+ * recvmmsg/sendmmsg and the command executor), relay.c (relay sockets by
+ * port), timer.c (the core's one timer).  The hot path (reading, the core,
+ * sending) allocates nothing, logs nothing and takes no lock. */
+#ifndef RLY_WORKER_H
+#define RLY_WORKER_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include <event2/event.h>
+
+#include "master/rnd.h"
+#include "master/runtime.h"
+#include "turn_cmd.h"
+#include "turn_core.h"
+#include "turn_stats.h"
+
+#define WORKER_BATCH        64          /* datagrams per recvmmsg */
+#define WORKER_CALLS        8           /* recvmmsg calls per callback */
+#define WORKER_BUFSZ        65535       /* SPEC §2.11.4 */
+#define WORKER_HEADROOM     4
+#define WORKER_QCMDS        512         /* commands per queue flush */
+#define WORKER_QARENA       (96 * 1024)
+#define WORKER_TICK_MS      1000        /* timer at least this often */
+#define WORKER_PORTS        65536
+
+struct worker;
+
+/* One relay socket: a family of one relay port. */
+struct relay_sock {
+    int                 fd;             /* -1 when not open */
+    struct event       *ev;
+    struct relay_port  *rp;
+};
+
+/* The relay sockets of one allocation, indexed by port. */
+struct relay_port {
+    struct worker      *w;
+    struct atab_ref     ref;
+    uint16_t            port;
+    struct relay_sock   s[2];           /* RT_FAM_V4, RT_FAM_V6 */
+};
+
+/* A relay-open result waiting to be reported to the core. */
+struct relay_result {
+    struct atab_ref     ref;
+    int                 ok;
+    int                 err;            /* errno when !ok */
+};
+
+/* Batched receive: WORKER_BATCH buffers with head room, addresses and
+ * packet-info control buffers. */
+struct udp_rx {
+    struct mmsghdr          msg[WORKER_BATCH];
+    struct iovec            iov[WORKER_BATCH];
+    struct sockaddr_storage from[WORKER_BATCH];
+    union {
+        char                buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
+                                CMSG_SPACE(sizeof(struct in_pktinfo))];
+        struct cmsghdr      align;
+    } ctl[WORKER_BATCH];
+    uint8_t                *data;       /* WORKER_BATCH slots */
+};
+
+/* Batched sends, in command order; runs of one socket go in one
+ * sendmmsg. */
+struct udp_tx {
+    struct mmsghdr          msg[WORKER_QCMDS];
+    struct iovec            iov[WORKER_QCMDS][2];
+    struct sockaddr_storage to[WORKER_QCMDS];
+    union {
+        char                buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+        struct cmsghdr      align;
+    } ctl[WORKER_QCMDS];
+    int                     fd[WORKER_QCMDS];
+    unsigned                n;
+};
+
+struct worker {
+    const struct runtime   *rt;
+    uint32_t                slot;
+    struct event_base      *base;
+    struct atab            *tab;
+    struct turn_core       *core;
+    struct turn_stats      *stats;
+    struct rnd              rnd;
+    struct turn_cmdq        q;
+
+    int                     lfd[2];     /* listen sockets, -1 when unset */
+    struct event           *lev[2];
+    struct event           *sigterm, *timer;
+
+    struct relay_port     **ports;      /* WORKER_PORTS entries */
+    struct relay_result     pending[2 * WORKER_QCMDS];
+    unsigned                npending;
+
+    struct udp_rx          *rx;
+    struct udp_tx          *tx;
+
+    turn_ms_t               now;        /* of the current batch */
+    uint64_t                wall;
+    turn_ms_t               timer_at;   /* armed deadline, TURN_NEVER */
+    uint32_t                reload_gen;
+    uint64_t                kicks;
+    int                     stopping;
+    int                     fatal;
+};
+
+/* worker.c */
+/* Runs a worker for slot in the freshly forked child; returns its exit
+ * status (0 after SIGTERM). */
+int worker_main(const struct runtime *rt, uint32_t slot);
+/* Refreshes w->now and w->wall (once per batch). */
+void worker_clock(struct worker *w);
+/* Before each batch (and at each timer tick): applies a newly published
+ * reload block, and runs the timer early when another process deleted
+ * one of our allocations.  Two atomic loads when nothing changed. */
+void worker_between_batches(struct worker *w);
+/* A fatal core error: log it and leave the loop (the master respawns). */
+void worker_fatal(struct worker *w, const char *what, int rc);
+
+/* udp_io.c */
+int udp_io_init(struct worker *w);
+void udp_io_fini(struct worker *w);
+/* Event callbacks: arg is the worker (listen) or the relay_sock. */
+void udp_io_listen_cb(evutil_socket_t fd, short what, void *arg);
+void udp_io_relay_cb(evutil_socket_t fd, short what, void *arg);
+/* Carries out and resets the queue, then reports relay-open results to the
+ * core, until nothing is left. */
+void udp_io_flush(struct worker *w);
+/* Makes room for one more core call (flushes when the queue is full). */
+void udp_io_room(struct worker *w);
+
+/* relay.c */
+int relay_init(struct worker *w);
+void relay_fini(struct worker *w);     /* closes every relay socket */
+/* Binds relay sockets on port for families (ATAB_FAM_*) and registers
+ * them.  Returns 0, or -1 with errno set (nothing left open). */
+int relay_open(struct worker *w, uint16_t port, uint8_t families,
+    struct atab_ref ref);
+void relay_close(struct worker *w, uint16_t port);
+/* The socket of port for family (RT_FAM_*), or -1. */
+int relay_fd(const struct worker *w, uint16_t port, int fam);
+
+/* timer.c */
+int timer_init(struct worker *w);
+void timer_fini(struct worker *w);
+/* Re-arms the timer to min(next deadline, now + 1 s) when that is earlier
+ * than what is armed. */
+void timer_update(struct worker *w);
+/* Runs the core's timer until it is done (flushing as needed). */
+void timer_run(struct worker *w);
+
+#endif
