@@ -726,6 +726,10 @@ run(struct app *a)
         return rc;
     rt->reload_fn = reload_config;
     rt->reload_ud = a;
+    if (!rt->portal_mode)
+        log_info(log_get(), "standalone mode: get TURN credentials with "
+            "'firezone-relay credentials%s%s'", a->file ? " -c " : "",
+            a->file ? a->file : "");
     rc = master_run(rt);
     memset(rt->secret, 0, sizeof(rt->secret));
     return rc;
