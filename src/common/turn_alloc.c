@@ -358,8 +358,11 @@ turn_core_on_relay_opened(struct turn_core *core, struct atab_ref ref,
     }
     if (p->kind != TURN_PEND_ALLOCATE)
         return 0;
-    if (!ok)
+    if (!ok) {
+        log_debug(&core->log, "relay port %u refused: %s",
+            (unsigned)a->port, err_text ? err_text : "bind failed");
         return open_failed(core, ref.idx, out);
+    }
     p->kind = TURN_PEND_NONE;
     atab_alloc_set_state(a, ATAB_A_LIVE);
     return turn_core_allocate_success(core,
