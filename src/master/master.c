@@ -295,7 +295,7 @@ begin_stop(struct master *m)
 
     log_info(log_get(), "stopping");
     m->stopping = 1;
-    /* Hook: the portal client (later issue) sends its Close (1000) here. */
+    portal_stop(m->portal);         /* Close (1000) to the portal */
     evtimer_del(m->ev_respawn);
     evtimer_del(m->ev_summary);
     for (uint32_t s = 0; s < m->rt->nworkers; s++)
@@ -317,6 +317,54 @@ reload(struct master *m)
     atab_reload_publish(m->sh.tab, &r);
     log_set_level((enum rly_log_level)r.log_level);
     log_info(log_get(), "configuration reloaded");
+}
+
+/* --- Portal client and HTTP endpoint (master/portal.c, http.c) --- */
+
+/* SPEC §7.6's fatal portal failures (already logged): the normal stop,
+ * then exit 1. */
+static void
+portal_fatal_cb(void *ud)
+{
+    struct master *m = ud;
+
+    m->fatal = 1;
+    m->got_stop = 1;
+    event_base_loopbreak(m->base);
+}
+
+static int
+start_http_portal(struct master *m)
+{
+    struct runtime     *rt = m->rt;
+    struct http_conf    hc;
+    struct portal_conf  pc;
+
+    memset(&hc, 0, sizeof(hc));
+    hc.tab = m->sh.tab;
+    hc.nslots = rt->nworkers;
+    hc.nrunning = &m->nrunning;
+    hc.metrics = rt->metrics;
+    hc.version = PACKAGE_VERSION;
+    if (rt->portal_mode) {
+        memset(&pc, 0, sizeof(pc));
+        pc.url = rt->portal_url;
+        pc.token = rt->portal_token;
+        pc.name = rt->portal_name;
+        pc.ca_file = rt->portal_ca_file;
+        pc.ip4 = &rt->public4;
+        pc.ip6 = &rt->public6;
+        pc.port = rt->listen_port;
+        pc.version = PACKAGE_VERSION;
+        pc.secret = rt->secret;
+        pc.tab = m->sh.tab;
+        pc.fatal = portal_fatal_cb;
+        pc.ud = m;
+        if (portal_start(m->base, &pc, &m->portal) != 0)
+            return -1;
+        hc.portal = m->portal;
+    }
+    return http_start(m->http, m->base, &hc);
 }
 
 /* --- Set-up and the loop --- */
@@ -356,8 +404,9 @@ setup(struct master *m)
         rt->public4.family != ADDR_NONE ? &rt->bind4 : NULL,
         rt->public6.family != ADDR_NONE ? &rt->bind6 : NULL) != 0)
         return -1;
-    /* Hook: the HTTP listener (later issue) is opened here, before the
-     * privilege drop. */
+    /* The HTTP listener is opened before the privilege drop (§10.5). */
+    if ((m->http = http_open(&rt->health)) == NULL)
+        return -1;
     if (drop_privileges(rt) != 0)
         return -1;
     if ((m->w = calloc(rt->nworkers, sizeof(*m->w))) == NULL ||
@@ -376,7 +425,7 @@ setup(struct master *m)
      * `init` and calls atab_set_ready(). */
     if (!rt->portal_mode)
         atab_set_ready(m->sh.tab);
-    return 0;
+    return start_http_portal(m);
 }
 
 static void
@@ -391,6 +440,8 @@ teardown(struct master *m)
         event_free(m->ev_respawn);
     if (m->ev_kill != NULL)
         event_free(m->ev_kill);
+    portal_free(m->portal);         /* both before the base */
+    http_free(m->http);
     if (m->base != NULL)
         event_base_free(m->base);
     listen_close(&m->ls);
@@ -459,7 +510,7 @@ master_run(struct runtime *rt)
         handle_flags(&m);
     }
     log_info(log_get(), "stopped");
-    status = 0;
+    status = m.fatal ? 1 : 0;       /* the portal's exit 1 (SPEC §7.6) */
 out:
     if (status != 0 && m.nrunning > 0) {
         signal_workers(&m, SIGKILL);

@@ -18,7 +18,9 @@
 
 #include <event2/event.h>
 
+#include "master/http.h"
 #include "master/listen.h"
+#include "master/portal.h"
 #include "master/runtime.h"
 #include "master/shm.h"
 
@@ -51,6 +53,11 @@ struct master {
     int                     stopping;
     int                     killed;     /* SIGKILL sent */
     uint64_t                last_bytes;
+
+    /* Portal client and HTTP endpoint (master/portal.c, master/http.c). */
+    struct portal          *portal;     /* NULL in standalone mode */
+    struct http            *http;
+    int                     fatal;      /* the portal asked for exit 1 */
 };
 
 /* Runs the relay: raises RLIMIT_NOFILE, maps the table, opens the listen
