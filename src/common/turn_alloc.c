@@ -192,6 +192,12 @@ allocate_locked(struct turn_core *core, struct turn_req *req,
     if ((fams = relay_families(core, m, &code)) == 0)
         return code;
     if ((idx = atab_find_user(core->tab, uhash, ulen)) != ATAB_NONE) {
+        char was[ADDR_STRLEN], now[ADDR_STRLEN];
+
+        log_debug(&core->log, "allocation of %s replaced by %s (same "
+            "username)", addr_format(&atab_alloc_at(core->tab, idx)->client,
+            was, sizeof(was)), addr_format(&req->path->remote, now,
+            sizeof(now)));
         if (atab_alloc_at(core->tab, idx)->owner == core->worker)
             turn_alloc_delete_own(core, idx, req->out, 1);
         else
