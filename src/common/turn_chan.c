@@ -123,14 +123,25 @@ bind_locked(struct turn_core *core, struct turn_req *req, uint16_t number,
         emit_chan(req->out, TURN_CMD_CHAN_BOUND, a, aidx, c);
         return 0;
     }
-    if (a->nchans >= TURN_MAX_CHANS_PER_CLIENT ||
-        atab_chan_create(core->tab, aidx, number, peer,
+    if (a->nchans >= TURN_MAX_CHANS_PER_CLIENT)
+        return 508;
+    /* A previous allocation of this client socket that another worker
+     * deleted (same username from elsewhere) may still have its channels
+     * in our index until our next timer run reaps it: they are dead, drop
+     * them now so the number can be bound again. */
+    chan = chan_idx_by_client(core->ci, &a->client, number);
+    if (chan != CHAN_IDX_NONE && atab_chan_at(core->tab, chan)->alloc != aidx)
+        turn_chan_forget(core, chan);
+    if (atab_chan_create(core->tab, aidx, number, peer,
             now + CHAN_LIFETIME_MS, &chan) != 0)
         return 508;
     c = atab_chan_at(core->tab, chan);
-    /* The index has room for every channel slot: a failure is our bug. */
-    RLY_BUG_ON(chan_idx_add(core->ci, chan, &a->client, number, a->port,
-        peer) != 0);
+    if (chan_idx_add(core->ci, chan, &a->client, number, a->port, peer) != 0) {
+        /* Never abort on what a client can provoke: refuse the bind. */
+        log_warn(&core->log, "channel index out of step with the table");
+        atab_chan_release(core->tab, chan);
+        return 500;
+    }
     turn_timer_set(&core->chan_timer, chan, c->expiry);
     emit_chan(req->out, TURN_CMD_CHAN_BOUND, a, aidx, c);
     return 0;

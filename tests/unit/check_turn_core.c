@@ -2020,6 +2020,56 @@ START_TEST(test_replacement_by_other_worker_reaped_by_owner)
 }
 END_TEST
 
+/* Found by the simulation (tests/sim, seed 6): a client whose allocation
+ * another worker deleted (same username elsewhere) allocates again and
+ * re-binds the same number before its own worker reaped the old one. */
+START_TEST(test_rebind_after_remote_replacement)
+{
+    struct turn_core *w1;
+    struct turn_cmdq  q1;
+    struct rq         r;
+    struct aopts      o = { .lifetime = -1 };
+    struct addr_path  path = { A("192.0.2.1:3478"), A(C2) };
+    struct stun_msg   m;
+    struct atab_ref   ref;
+
+    fx_up(R4, 0);
+    alloc_at(C, 3600, 0);
+    ck_assert_uint_eq(bind_at(C, F.u, 0x4000, P, 0), 0);
+    w1 = second_core();
+    ck_assert_ptr_nonnull(w1);
+    ck_assert_int_eq(turn_cmdq_init(&q1, 16, 8192), 0);
+    rq_init(&r, STUN_ALLOCATE);
+    rq_transport(&r, 17);
+    r.len = (size_t)stun_build_finish(&r.b);
+    ck_assert_int_eq(turn_core_on_client(w1, &path, r.buf, r.len, 10, WALL,
+        &q1, NULL), 0);
+    ck_assert_int_eq(stun_msg_parse(&m, q1.cmd[0].hdr, q1.cmd[0].hdrlen), 0);
+    save_nonce(C2, &m);
+    alloc_rq(&r, C2, &o);
+    r.len = (size_t)stun_build_finish(&r.b);
+    turn_cmdq_reset(&q1);
+    ck_assert_int_eq(turn_core_on_client(w1, &path, r.buf, r.len, 10, WALL,
+        &q1, NULL), 0);
+    /* C allocates again (new transaction) and re-binds 0x4000 at once. */
+    alloc_ex(C, &o, 20, &m, &ref);
+    ck_assert_uint_eq(bind_at(C, F.u, 0x4000, P, 30), 0);
+    ck_assert_int_eq(cdata_at(C, 0x4000, "again", 31, NULL), 0);
+    assert_to_peer(P, port_of(ref), "again");
+    ck_assert_int_eq(peer_at(ref, port_of(ref), P, "back", 32, NULL), 0);
+    assert_to_client(C, 0x4000, "back");
+    /* The owner's reap of the old allocation leaves the new one alone. */
+    turn_cmdq_reset(&F.q);
+    ck_assert_int_eq(turn_core_on_timer(F.core, 1000, &F.q), 0);
+    ck_assert_ptr_nonnull(find_cmd(TURN_CMD_RELAY_CLOSE));
+    ck_assert_int_eq(cdata_at(C, 0x4000, "still", 1001, NULL), 0);
+    assert_to_peer(P, port_of(ref), "still");
+    ck_assert_int_eq(atab_check(F.tab), 0);
+    turn_core_free(w1);
+    turn_cmdq_fini(&q1);
+}
+END_TEST
+
 START_TEST(test_respawned_worker_adopts_allocations)
 {
     struct atab_ref ref;
@@ -2250,6 +2300,7 @@ turn_core_suite(void)
     tcase_add_test(tc, test_too_large_peer_datagram);
     tcase_add_test(tc, test_gate_closed_until_ready);
     tcase_add_test(tc, test_replacement_by_other_worker_reaped_by_owner);
+    tcase_add_test(tc, test_rebind_after_remote_replacement);
     tcase_add_test(tc, test_respawned_worker_adopts_allocations);
     tcase_add_test(tc, test_respawn_lost_port_counts);
     tcase_add_test(tc, test_channel_table_full_508);
