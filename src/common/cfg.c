@@ -189,6 +189,11 @@ add_err(struct cfg *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
+    /* An error is one line: keys and file names from the input may hold
+     * control bytes, which must not split or forge log lines. */
+    for (char *q = s; *q != '\0'; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f)
+            *q = '?';
     if (p->nerrs == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 8;
 

@@ -100,6 +100,11 @@ bind_locked(struct turn_core *core, struct turn_req *req, uint16_t number,
         ATAB_NONE)
         return 437;
     a = atab_alloc_at(core->tab, aidx);
+    /* Channels only on a live allocation: while its sockets are opening
+     * its port may still move (SPEC §4.3), and the channel's keys with
+     * it. */
+    if (atab_alloc_state(a) != ATAB_A_LIVE)
+        return 437;
     if (!(a->families & fam))
         return 443;
     if (!peer_policy_allowed(&core->policy, peer))
@@ -223,7 +228,7 @@ turn_chan_from_client(struct turn_core *core, const struct addr_path *path,
     a = atab_alloc_at(core->tab, c->alloc);
     if (c->state != ATAB_C_BOUND || c->expiry <= now ||
         atab_alloc_state(a) != ATAB_A_LIVE || a->gen != c->alloc_gen ||
-        a->expiry <= now)
+        a->expiry <= now || !addr_eq(&a->client, &path->remote))
         return turn_core_drop(core, TURN_DROP_NO_CHANNEL, drop);
     if ((cmd = turn_cmdq_push(out, TURN_CMD_SEND_PEER)) == NULL)
         return RLY_ERR_NOSPACE;

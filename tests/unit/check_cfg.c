@@ -162,6 +162,17 @@ START_TEST(test_c64_unknown_key_location)
 }
 END_TEST
 
+/* Found by fuzz_cfg: a key holding a newline must not split the error
+ * line (a config file could forge log lines). */
+START_TEST(test_error_lines_have_no_control_bytes)
+{
+    struct cfg *c = load(PUB4 "\"a\\nb\\tc\": 1\n");
+
+    assert_one_error(c, F ":2:1: a?b?c: unknown key");
+    cfg_free(c);
+}
+END_TEST
+
 START_TEST(test_c65_no_public_ip_and_bad_env)
 {
     const char *env[] = { "LISTEN_PORT=abc", NULL };
@@ -1332,6 +1343,7 @@ cfg_suite(void)
     TCase *tc = tcase_create("cfg");
 
     tcase_add_test(tc, test_c64_unknown_key_location);
+    tcase_add_test(tc, test_error_lines_have_no_control_bytes);
     tcase_add_test(tc, test_c65_no_public_ip_and_bad_env);
     tcase_add_test(tc, test_c66_dump_redacts_token);
     tcase_add_test(tc, test_c67_precedence_flag_env_yaml);

@@ -1872,6 +1872,35 @@ END_TEST
 
 /* --- Beyond the cases: ports, respawn, other workers, limits ---------- */
 
+/* Found by fuzz_core: a ChannelBind while the allocation's sockets are
+ * still opening must not create a channel whose port may still move. */
+START_TEST(test_channel_bind_while_opening_437)
+{
+    struct rq       r;
+    struct aopts    o = { .lifetime = -1 };
+    struct turn_cmd open;
+    struct stun_msg m;
+
+    fx_up(R4, 0);
+    challenge(C, 0);
+    alloc_rq(&r, C, &o);
+    ck_assert_int_eq(send_at(C, &r, 0, NULL), 0);
+    open = *find_cmd(TURN_CMD_RELAY_OPEN);
+    ck_assert_uint_eq(bind_at(C, F.u, 0x4000, P, 0), 437);
+    /* The bind fails: the allocation moves to the next port ... */
+    turn_cmdq_reset(&F.q);
+    ck_assert_int_eq(turn_core_on_relay_opened(F.core, open.ref, 0, NULL, 0,
+        &F.q), 0);
+    ck_assert_int_eq(open_relays(1, 0), 1);
+    only_resp(&m);
+    ck_assert_uint_eq(m.type, 0x0103);
+    /* ... and only now may channels be bound, on the final port. */
+    ck_assert_uint_eq(bind_at(C, F.u, 0x4000, P, 1), 0);
+    ck_assert_int_eq(cdata_at(C, 0x4000, "x", 2, NULL), 0);
+    assert_to_peer(P, 49153, "x");
+}
+END_TEST
+
 START_TEST(test_bind_failure_moves_port_then_508)
 {
     struct rq       r;
@@ -2296,6 +2325,7 @@ turn_core_suite(void)
     tcase_add_test(tc, test_c53_rate_limit);
     tcase_add_test(tc, test_c54_nonce_table_eviction);
     tcase_add_test(tc, test_c73_same_socket_same_nonce);
+    tcase_add_test(tc, test_channel_bind_while_opening_437);
     tcase_add_test(tc, test_bind_failure_moves_port_then_508);
     tcase_add_test(tc, test_too_large_peer_datagram);
     tcase_add_test(tc, test_gate_closed_until_ready);
