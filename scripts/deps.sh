@@ -18,7 +18,7 @@ apt-get update
 apt-get install -y --no-install-recommends \
     build-essential autoconf automake libtool pkg-config \
     libevent-dev libssl-dev libyaml-dev libjson-c-dev check libwslay-dev \
-    clang llvm libclang-rt-14-dev \
+    clang llvm libclang-rt-14-dev libbpf-dev \
     coturn python3 python3-aioice python3-websockets \
     openssl iproute2 procps psmisc curl ca-certificates \
     mandoc man-db valgrind

@@ -21,6 +21,7 @@
 #include "master/http.h"
 #include "master/log.h"
 #include "master/portal.h"
+#include "master/xdp.h"
 
 #define HTTP_TEXT       "text/plain; charset=utf-8"
 #define HTTP_BACKLOG    64
@@ -138,13 +139,14 @@ serve_metrics(struct evhttp_request *req, const struct http *h)
         if (ws != NULL)
             turn_stats_sum(&sum, ws);
     }
+    xdp_stats_add(h->conf.xdp, &sum);   /* kept apart (SPEC §10.2) */
     atab_count(h->conf.tab, NULL, &live, &bound);
     memset(&g, 0, sizeof(g));
     g.active_allocations = live;
     g.active_channels = bound;
     g.workers = h->conf.nrunning != NULL ? *h->conf.nrunning : 0;
     g.portal_connected = portal_connected(h->conf.portal);
-    g.xdp_attached = 0;
+    g.xdp_attached = xdp_attached(h->conf.xdp);
     fmt_buf_init(&b);
     if (fmt_metrics(&b, &sum, &g) != 0 || fmt_buf_finish(&b) != 0) {
         fmt_buf_free(&b);

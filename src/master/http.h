@@ -29,6 +29,7 @@
 
 struct http;
 struct portal;
+struct xdp;
 
 /* What the handlers read; all borrowed until http_free(). */
 struct http_conf {
@@ -40,6 +41,7 @@ struct http_conf {
     int                     metrics;    /* metrics.enabled */
     const char             *version;    /* the /healthz and /readyz body,
                                            without its newline */
+    const struct xdp       *xdp;        /* relay_xdp_*; NULL: no offload */
 };
 
 /* Binds and listens on addr (TCP, SO_REUSEADDR, close-on-exec).  Returns

@@ -243,9 +243,11 @@ os_checks(struct cfg *c, int reloading)
         else
             close(fd);
     }
+#ifndef HAVE_XDP
     if (c->xdp_interface != NULL)
         cfg_key_error(c, CFG_KEY_xdp_interface,
             "built without XDP support");
+#endif
     /* A secret file that will be used must hold a valid secret.  Not on
      * reload: the secret stays (SPEC §10.5), and after a privilege drop
      * the file may no longer be readable. */
@@ -431,6 +433,12 @@ fill_runtime(const struct cfg *c, struct runtime *rt)
     rt->portal_ca_file = c->portal_ca_file;
     rt->health = c->health_listen;
     rt->metrics = c->metrics_enabled;
+    /* XDP offload (master/xdp.c); attached by the master. */
+    rt->xdp_ifname = c->xdp_interface;
+    rt->xdp_generic = c->xdp_mode == CFG_XDP_GENERIC;
+    rt->xdp_int4 = c->xdp_int_ip4;
+    rt->xdp_int6 = c->xdp_int_ip6;
+    rt->xdp_efd = -1;
 }
 
 /* SPEC §3.1.  Returns 0 or an exit status. */

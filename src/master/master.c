@@ -24,6 +24,7 @@
 #include "master/log.h"
 #include "master/master.h"
 #include "master/rnd.h"
+#include "master/xdp.h"
 #include "worker/worker.h"
 
 static uint64_t
@@ -72,9 +73,11 @@ raise_nofile(const struct runtime *rt)
     return 0;
 }
 
-/* SPEC §10.5: setgroups, setgid, setuid; any failure is fatal. */
+/* SPEC §10.5: setgroups, setgid, setuid; any failure is fatal.  With the
+ * XDP offload attached (keep_xdp) the master keeps CAP_BPF and
+ * CAP_NET_ADMIN across the change of user: it updates the maps. */
 static int
-drop_privileges(const struct runtime *rt)
+drop_privileges(const struct runtime *rt, int keep_xdp)
 {
     struct passwd  *pw;
     struct group   *gr;
@@ -100,9 +103,19 @@ drop_privileges(const struct runtime *rt)
         }
         gid = gr->gr_gid;
     }
+    if (keep_xdp && xdp_caps_keep_begin() != 0) {
+        log_error(log_get(), "cannot keep the XDP capabilities: %s",
+            strerror(errno));
+        return -1;
+    }
     if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
         log_error(log_get(), "cannot drop privileges to %s: %s", rt->user,
             strerror(errno));
+        return -1;
+    }
+    if (keep_xdp && xdp_caps_keep_end() != 0) {
+        log_error(log_get(), "cannot keep CAP_BPF and CAP_NET_ADMIN for the "
+            "XDP offload: %s", strerror(errno));
         return -1;
     }
     if (uid != 0 && setuid(0) == 0) {
@@ -176,7 +189,9 @@ summary_cb(evutil_socket_t fd, short what, void *arg)
     atab_count(m->sh.tab, &active, &live, &bound);
     for (uint32_t s = 0; s < m->rt->nworkers; s++)
         turn_stats_sum(&sum, atab_worker_stats(m->sh.tab, s));
-    bytes = sum.relayed_bytes[TURN_DIR_C2P] + sum.relayed_bytes[TURN_DIR_P2C];
+    xdp_stats_add(m->xdp, &sum);
+    bytes = sum.relayed_bytes[TURN_DIR_C2P] + sum.relayed_bytes[TURN_DIR_P2C] +
+        sum.xdp_bytes[TURN_DIR_C2P] + sum.xdp_bytes[TURN_DIR_P2C];
     log_info(log_get(), "%s", fmt_summary(live, bound,
         bytes - m->last_bytes, MASTER_SUMMARY_S, line, sizeof(line)));
     m->last_bytes = bytes;
@@ -263,7 +278,7 @@ static void
 reap(struct master *m)
 {
     pid_t   pid;
-    int     status;
+    int     status, reaped = 0;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         for (uint32_t s = 0; s < m->rt->nworkers; s++) {
@@ -274,9 +289,14 @@ reap(struct master *m)
             log_exit(m, s, pid, status);
             if (!m->stopping)
                 m->w[s].due = 1;
+            reaped = 1;
             break;
         }
     }
+    /* A dead worker may have changed the table without reporting it:
+     * rebuild the XDP maps before its successor starts. */
+    if (reaped && !m->stopping)
+        xdp_resync(m->xdp);
 }
 
 static void
@@ -316,6 +336,7 @@ reload(struct master *m)
     }
     atab_reload_publish(m->sh.tab, &r);
     log_set_level((enum rly_log_level)r.log_level);
+    xdp_resync(m->xdp);
     log_info(log_get(), "configuration reloaded");
 }
 
@@ -346,6 +367,7 @@ start_http_portal(struct master *m)
     hc.nrunning = &m->nrunning;
     hc.metrics = rt->metrics;
     hc.version = PACKAGE_VERSION;
+    hc.xdp = m->xdp;
     if (rt->portal_mode) {
         memset(&pc, 0, sizeof(pc));
         pc.url = rt->portal_url;
@@ -368,6 +390,37 @@ start_http_portal(struct master *m)
 }
 
 /* --- Set-up and the loop --- */
+
+/* The XDP offload (master/xdp.c), before the privilege drop and the first
+ * fork, so that the workers inherit the rings. */
+static void
+start_xdp(struct master *m)
+{
+    struct runtime *rt = m->rt;
+    struct xdp_conf xc;
+
+    memset(&xc, 0, sizeof(xc));
+    xc.ifname = rt->xdp_ifname;
+    xc.generic = rt->xdp_generic;
+    xc.int4 = rt->xdp_int4;
+    xc.int6 = rt->xdp_int6;
+    xc.bind4 = rt->bind4;
+    xc.bind6 = rt->bind6;
+    xc.public4 = rt->public4;
+    xc.public6 = rt->public6;
+    xc.have4 = rt->public4.family != ADDR_NONE;
+    xc.have6 = rt->public6.family != ADDR_NONE;
+    xc.listen_port = rt->listen_port;
+    xc.port_min = rt->port_min;
+    xc.port_max = rt->port_max;
+    xc.max_chans = rt->max_chans;
+    xc.nworkers = rt->nworkers;
+    xc.tab = m->sh.tab;
+    m->xdp = xdp_open(&xc);
+    rt->xdp_rings = xdp_rings(m->xdp);
+    rt->xdp_ring_cap = xdp_ring_cap(m->xdp);
+    rt->xdp_efd = xdp_eventfd(m->xdp);
+}
 
 static int
 add_events(struct master *m)
@@ -407,10 +460,14 @@ setup(struct master *m)
     /* The HTTP listener is opened before the privilege drop (§10.5). */
     if ((m->http = http_open(&rt->health)) == NULL)
         return -1;
-    if (drop_privileges(rt) != 0)
+    /* So is the XDP offload; a failure leaves it off (SPEC §9.2). */
+    if (rt->xdp_ifname != NULL)
+        start_xdp(m);
+    if (drop_privileges(rt, m->xdp != NULL) != 0)
         return -1;
     if ((m->w = calloc(rt->nworkers, sizeof(*m->w))) == NULL ||
-        (m->base = event_base_new()) == NULL || add_events(m) != 0) {
+        (m->base = event_base_new()) == NULL || add_events(m) != 0 ||
+        xdp_start(m->xdp, m->base) != 0) {
         log_error(log_get(), "master: out of memory");
         return -1;
     }
@@ -440,8 +497,9 @@ teardown(struct master *m)
         event_free(m->ev_respawn);
     if (m->ev_kill != NULL)
         event_free(m->ev_kill);
-    portal_free(m->portal);         /* both before the base */
+    portal_free(m->portal);         /* all before the base */
     http_free(m->http);
+    xdp_free(m->xdp);
     if (m->base != NULL)
         event_base_free(m->base);
     listen_close(&m->ls);

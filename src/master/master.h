@@ -58,6 +58,7 @@ struct master {
     struct portal          *portal;     /* NULL in standalone mode */
     struct http            *http;
     int                     fatal;      /* the portal asked for exit 1 */
+    struct xdp             *xdp;        /* NULL: no XDP offload */
 };
 
 /* Runs the relay: raises RLIMIT_NOFILE, maps the table, opens the listen

@@ -59,6 +59,17 @@ struct runtime {
     rt_reload_fn    reload_fn;
     void           *reload_ud;
 
+    /* --- XDP offload (SPEC §1, §9.2; docs/xdp.md) --- */
+    const char     *xdp_ifname;         /* xdp.interface; NULL: none */
+    int             xdp_generic;        /* xdp.mode: generic */
+    struct addr     xdp_int4, xdp_int6; /* ADDR_NONE when unset */
+    /* Filled by the master once attached, else NULL / 0 / -1: the
+     * workers' channel rings (chan_ring.h) and the eventfd that wakes
+     * the master. */
+    void           *xdp_rings;
+    uint32_t        xdp_ring_cap;
+    int             xdp_efd;
+
     /* --- filled by the master --- */
     pid_t           master_pid;
     struct atab    *tab;

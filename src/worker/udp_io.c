@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "master/log.h"
 #include "rly_err.h"
@@ -309,10 +310,35 @@ exec_open(struct worker *w, const struct turn_cmd *c)
     r->err = rc == 0 ? 0 : errno;
 }
 
+/* XDP offload: hands the queue's channel events to the master before
+ * anything of the queue is carried out, so that an unbind reaches the maps
+ * before the response that confirms it leaves (docs/xdp.md).  Never
+ * blocks: a full ring drops the event and counts it, and the master then
+ * rebuilds the maps from the table. */
+static void
+report_channels(struct worker *w)
+{
+    struct chan_ring_rec    rec;
+    uint64_t                one = 1;
+    int                     any = 0;
+
+    for (size_t i = 0; i < w->q.n; i++) {
+        if (chan_ring_from_cmd(&w->q.cmd[i], &rec)) {
+            (void)chan_ring_push(w->ring, &rec);
+            any = 1;
+        }
+    }
+    if (any && write(w->ring_efd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is saturated, the master is awake anyway */
+    }
+}
+
 /* Carries out the queued commands in order. */
 static void
 execute(struct worker *w)
 {
+    if (w->ring != NULL)
+        report_channels(w);
     for (size_t i = 0; i < w->q.n; i++) {
         const struct turn_cmd *c = &w->q.cmd[i];
 
@@ -332,7 +358,7 @@ execute(struct worker *w)
             break;
         case TURN_CMD_CHAN_BOUND:
         case TURN_CMD_CHAN_UNBOUND:
-            break;      /* for an XDP offload; nothing to do here */
+            break;      /* reported to the master above (XDP offload) */
         }
     }
     tx_flush(w);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "master/log.h"
+#include "master/xdp.h"
 #include "rly_err.h"
 #include "worker/worker.h"
 
@@ -73,23 +74,26 @@ worker_between_batches(struct worker *w)
     }
 }
 
-/* Closes every descriptor but stdio and the listen sockets of our slot. */
+/* Closes every descriptor but stdio and the nkeep of keep (-1 entries
+ * ignored): the listen sockets of our slot and the XDP eventfd. */
 static void
-close_other_fds(const int keep[2])
+close_other_fds(int *keep, int nkeep)
 {
-    int lo = keep[0] < keep[1] ? keep[0] : keep[1];
-    int hi = keep[0] < keep[1] ? keep[1] : keep[0];
     unsigned from = 3;
 
-    if (lo >= 3) {
-        if ((unsigned)lo > from)
-            close_range(from, (unsigned)lo - 1, 0);
-        from = (unsigned)lo + 1;
-    }
-    if (hi >= 3 && hi != lo) {
-        if ((unsigned)hi > from)
-            close_range(from, (unsigned)hi - 1, 0);
-        from = (unsigned)hi + 1;
+    for (int i = 1; i < nkeep; i++)         /* sort: nkeep is tiny */
+        for (int j = i; j > 0 && keep[j] < keep[j - 1]; j--) {
+            int t = keep[j];
+
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
+    for (int i = 0; i < nkeep; i++) {
+        if (keep[i] < (int)from)
+            continue;
+        if ((unsigned)keep[i] > from)
+            close_range(from, (unsigned)keep[i] - 1, 0);
+        from = (unsigned)keep[i] + 1;
     }
     close_range(from, ~0U, 0);
 }
@@ -232,6 +236,7 @@ worker_main(const struct runtime *rt, uint32_t slot)
     struct worker  *w;
     sigset_t        none;
     int             status;
+    int             keep[3];
 
     if (rt->child_cleanup != NULL)
         rt->child_cleanup(rt->child_ud);
@@ -239,7 +244,18 @@ worker_main(const struct runtime *rt, uint32_t slot)
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 ||
         getppid() != rt->master_pid)
         return 0;   /* the master is already gone */
-    close_other_fds(rt->lfd[slot]);
+    keep[0] = rt->lfd[slot][RT_FAM_V4];
+    keep[1] = rt->lfd[slot][RT_FAM_V6];
+    keep[2] = rt->xdp_rings != NULL ? rt->xdp_efd : -1;
+    close_other_fds(keep, 3);
+    /* SPEC §10.5: CAP_BPF and CAP_NET_ADMIN stay with the master, which
+     * alone updates the XDP maps.  (A worker running as root keeps root's
+     * capabilities, as it does without XDP.) */
+    if (rt->xdp_ifname != NULL && geteuid() != 0 && xdp_caps_drop() != 0) {
+        log_error(log_get(), "worker %u: cannot drop CAP_BPF and "
+            "CAP_NET_ADMIN: %s", slot, strerror(errno));
+        return 1;
+    }
     /* Ctrl-C reaches the whole process group: the master alone handles
      * it and stops the workers with SIGTERM. */
     signal(SIGINT, SIG_IGN);
@@ -254,6 +270,9 @@ worker_main(const struct runtime *rt, uint32_t slot)
     w->stats = atab_worker_stats(rt->tab, slot);
     w->lfd[RT_FAM_V4] = rt->lfd[slot][RT_FAM_V4];
     w->lfd[RT_FAM_V6] = rt->lfd[slot][RT_FAM_V6];
+    w->ring = rt->xdp_rings != NULL ?
+        chan_ring_at(rt->xdp_rings, rt->xdp_ring_cap, slot) : NULL;
+    w->ring_efd = rt->xdp_efd;
     rnd_init(&w->rnd, rt->seeded, rt->seed, slot);
     status = 1;
     if (setup(w) == 0) {

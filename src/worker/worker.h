@@ -21,6 +21,7 @@
 
 #include "master/rnd.h"
 #include "master/runtime.h"
+#include "chan_ring.h"
 #include "turn_cmd.h"
 #include "turn_core.h"
 #include "turn_stats.h"
@@ -106,6 +107,11 @@ struct worker {
 
     struct udp_rx          *rx;
     struct udp_tx          *tx;
+
+    /* XDP offload: channel events for the master (chan_ring.h), NULL
+     * when the offload is off, and the eventfd that wakes it. */
+    struct chan_ring       *ring;
+    int                     ring_efd;
 
     turn_ms_t               now;        /* of the current batch */
     uint64_t                wall;

@@ -14,6 +14,7 @@
     SUITE(peer_policy) \
     SUITE(atab) \
     SUITE(chan_idx) \
+    SUITE(chan_ring) \
     SUITE(turn_cmd) \
     SUITE(turn_core) \
     SUITE(cfg) \
