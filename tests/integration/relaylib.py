@@ -100,6 +100,17 @@ def relay_version():
     raise HarnessError("cannot find PACKAGE_VERSION in config.h")
 
 
+def sanitized_build():
+    """True when the relay binary carries AddressSanitizer (valgrind
+    cannot run it, and its quarantine keeps freed memory resident)."""
+    try:
+        with open(RELAY_BIN, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return b"__asan_init" in data or b"libasan.so" in data
+
+
 def slow_build():
     """True for sanitizer or valgrind builds, where SPEC allows 10 s
     instead of 2 s for a restarted worker to resume (case C70)."""

@@ -562,6 +562,10 @@ def run_one(name, scenario, results, portal=None, certs=None):
 def test():
     if shutil.which("valgrind") is None:
         raise Skip("valgrind is not installed")
+    if sanitized_build():
+        raise Skip("the relay is built with AddressSanitizer, which "
+                   "valgrind cannot run; the plain build's make check "
+                   "runs this test")
     check(os.path.exists(SUPP), "no suppressions file %s" % SUPP)
     need_binary()
     results = []
