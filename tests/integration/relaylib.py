@@ -704,12 +704,17 @@ class EchoPeer(threading.Thread):
                 continue
             try:
                 d, a = self.sock.recvfrom(70000)
-                self.sock.sendto(d, a)
             except OSError:
                 continue
-            a = a[:2]
-            self.sources[a] = self.sources.get(a, 0) + 1
+            # Record before echoing: a test that got the echo back may look
+            # at `sources` at once.
+            src = a[:2]
+            self.sources[src] = self.sources.get(src, 0) + 1
             self.count += 1
+            try:
+                self.sock.sendto(d, a)
+            except OSError:
+                pass
 
     def stop(self):
         self._halt = True
