@@ -36,19 +36,24 @@ mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Every worker may own every allocation, each with two relay sockets.
- * Allocations also need distinct ports, so the relay port range bounds
- * them as well (SPEC §4.3 capacity). */
+/* Every worker may own every allocation, each with one relay socket per
+ * configured public family (SPEC §4.4: a family without a public address is
+ * never relayed).  Allocations also need distinct ports, so the relay port
+ * range bounds them as well (SPEC §4.3 capacity). */
 static int
 raise_nofile(const struct runtime *rt)
 {
     struct rlimit   rl;
     rlim_t          cap = (rlim_t)rt->port_max - rt->port_min + 1;
     rlim_t          need;
+    unsigned        fams = (rt->public4.family != ADDR_NONE) +
+        (rt->public6.family != ADDR_NONE);
 
+    if (fams == 0)
+        fams = 2;
     if (cap > rt->max_allocs)
         cap = rt->max_allocs;
-    need = cap * 2 + (rlim_t)rt->nworkers * 2 + MASTER_FD_SLACK;
+    need = cap * fams + (rlim_t)rt->nworkers * 2 + MASTER_FD_SLACK;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
         log_error(log_get(), "getrlimit(RLIMIT_NOFILE): %s",
@@ -62,9 +67,9 @@ raise_nofile(const struct runtime *rt)
         rl.rlim_max = need;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
         log_error(log_get(), "cannot raise the open file limit to %llu "
-            "(2 x the allocation capacity + listen sockets + %d): %s; raise "
-            "the hard limit (ulimit -Hn, LimitNOFILE=) or lower "
-            "limits.max_allocations", (unsigned long long)need,
+            "(%u x the allocation capacity + listen sockets + %d): %s; "
+            "raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower "
+            "limits.max_allocations", (unsigned long long)need, fams,
             MASTER_FD_SLACK, strerror(errno));
         return -1;
     }

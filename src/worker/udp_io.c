@@ -6,22 +6,54 @@
  * events are level-triggered: what is left fires again).  Each datagram
  * goes to the core with the batch's `now`; the commands it queues are
  * carried out in order after the batch, or earlier when the queue fills.
- * Sends are gathered and go out with one sendmmsg per run of commands on
- * the same socket; a relay open or close first sends what is gathered, so
- * order is kept where it matters.  Payloads are sent from the receive
- * buffers (iovec: header from the queue arena + payload), never copied. */
+ * Sends are gathered and grouped per socket (one sendmmsg per socket and
+ * flush) and, within a socket, per destination and source address in
+ * command order; a run of datagrams of one size in such a flow leaves as one
+ * UDP_SEGMENT (GSO) send of up to TX_GSO_SEGS datagrams, the last possibly
+ * shorter.  Order per destination is kept; a relay open or close first
+ * sends what is gathered, so order is kept where it matters.  Payloads are
+ * sent from the receive buffers (iovec: header from the queue arena +
+ * payload), never copied. */
 #include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/udp.h>
 
 #include "master/log.h"
 #include "rly_err.h"
 #include "worker/worker.h"
 
 #define RX_SLOT (WORKER_BUFSZ + WORKER_HEADROOM)
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+/* Whether this kernel takes UDP_SEGMENT (Linux 4.18 and later); asked once
+ * at start.  Without it every datagram leaves in its own message. */
+static int
+gso_probe(unsigned slot)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int seg = 1200, ok, err;
+
+    if (fd < 0)
+        return 0;
+    ok = setsockopt(fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg)) == 0;
+    err = errno;
+    close(fd);
+    if (!ok)
+        log_warn(log_get(), "worker %u: UDP GSO (UDP_SEGMENT) not "
+            "available (%s): sending one datagram per message", slot,
+            strerror(err));
+    return ok;
+}
 
 int
 udp_io_init(struct worker *w)
@@ -33,6 +65,8 @@ udp_io_init(struct worker *w)
     w->rx->data = malloc((size_t)WORKER_BATCH * RX_SLOT);
     if (w->rx->data == NULL)
         return -1;
+    w->tx->gen = 1;
+    w->tx->gso = gso_probe(w->slot);
     for (int i = 0; i < WORKER_BATCH; i++) {
         w->rx->iov[i].iov_base = w->rx->data + (size_t)i * RX_SLOT +
             WORKER_HEADROOM;
@@ -186,43 +220,40 @@ udp_io_relay_cb(evutil_socket_t fd, short what, void *arg)
 
 /* --- Sending --- */
 
-/* Sends the gathered messages, one sendmmsg per run of the same socket.  A
- * message the kernel refuses is dropped (send_error) and the rest go on. */
-static void
-tx_flush(struct worker *w)
+static uint32_t
+hash_fd(int fd)
 {
-    struct udp_tx *tx = w->tx;
-    unsigned       i = 0;
+    return (uint32_t)fd * 2654435761u;
+}
 
-    while (i < tx->n) {
-        unsigned run = 1;
-        int      r;
+static uint32_t
+hash_addr(uint32_t h, const struct addr *a)
+{
+    size_t n = a->family == ADDR_V6 ? 16 : 4;
 
-        while (i + run < tx->n && tx->fd[i + run] == tx->fd[i])
-            run++;
-        while (run > 0) {
-            r = sendmmsg(tx->fd[i], &tx->msg[i], run, MSG_DONTWAIT);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0) {
-                TURN_STAT_INC(w->stats->dropped[TURN_DROP_SEND_ERROR]);
-                r = 1;
-            }
-            i += (unsigned)r;
-            run -= (unsigned)r;
-        }
+    h = (h ^ ((uint32_t)a->family << 16 | a->port)) * 16777619u;
+    for (size_t i = 0; i < n; i += 4) {
+        uint32_t x;
+
+        memcpy(&x, a->ip + i, 4);
+        h = (h ^ x) * 16777619u;
     }
-    tx->n = 0;
+    return h;
+}
+
+static int
+same_local(const struct addr *a, const struct addr *b)
+{
+    return a->family == b->family &&
+        (a->family == ADDR_NONE || addr_ip_eq(a, b));
 }
 
 /* Packet info naming the source address (a listen socket bound to a
- * wildcard address must answer from the address the client used). */
+ * wildcard address must answer from the address the client used) at c.
+ * Returns the control bytes used. */
 static socklen_t
-set_pktinfo(struct udp_tx *tx, unsigned k, const struct addr *local)
+put_pktinfo(struct cmsghdr *c, const struct addr *local)
 {
-    struct cmsghdr *c = (struct cmsghdr *)tx->ctl[k].buf;
-
-    memset(tx->ctl[k].buf, 0, sizeof(tx->ctl[k].buf));
     if (local->family == ADDR_V4) {
         struct in_pktinfo pi;
 
@@ -248,45 +279,251 @@ set_pktinfo(struct udp_tx *tx, unsigned k, const struct addr *local)
     return 0;
 }
 
-/* Gathers one send of cmd on fd; with_local: set the source address. */
+/* Builds message m of the socket being sent from the flow's entries
+ * starting at e: one datagram, or a run of one size (the last may be
+ * shorter) as one UDP_SEGMENT send.  Returns the entry after the run. */
+static unsigned
+build_msg(struct udp_tx *tx, unsigned m, unsigned *niov, unsigned e)
+{
+    struct tx_ent  *first = &tx->ent[e];
+    struct msghdr  *h = &tx->msg[m].msg_hdr;
+    char           *ctl = tx->ctl[m].buf;
+    uint32_t        seg = first->len, bytes = 0;
+    unsigned        nseg = 0, iov0 = *niov;
+    socklen_t       ctllen;
+    int             gso = tx->gso && !*first->nogso && seg > 0;
+
+    for (;;) {
+        const struct tx_ent *x = &tx->ent[e];
+
+        for (unsigned k = 0; k < x->iovn; k++)
+            tx->iov[(*niov)++] = x->iov[k];
+        bytes += x->len;
+        nseg++;
+        e = x->next;
+        if (!gso || x->len < seg || e == TX_END || nseg == TX_GSO_SEGS)
+            break;
+        x = &tx->ent[e];
+        if (x->len == 0 || x->len > seg || bytes + x->len > TX_GSO_BYTES)
+            break;
+    }
+    memset(ctl, 0, sizeof(tx->ctl[m].buf));
+    ctllen = put_pktinfo((struct cmsghdr *)ctl, &first->local);
+    if (nseg > 1) {
+        struct cmsghdr *c = (struct cmsghdr *)(ctl + ctllen);
+        uint16_t        s16 = (uint16_t)seg;
+
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(s16));
+        memcpy(CMSG_DATA(c), &s16, sizeof(s16));
+        ctllen += CMSG_SPACE(sizeof(s16));
+    }
+    h->msg_name = &first->to;
+    h->msg_namelen = first->tolen;
+    h->msg_iov = &tx->iov[iov0];
+    h->msg_iovlen = *niov - iov0;
+    h->msg_control = ctllen > 0 ? ctl : NULL;
+    h->msg_controllen = ctllen;
+    h->msg_flags = 0;
+    tx->mfirst[m] = (uint16_t)(first - tx->ent);
+    tx->mnseg[m] = (uint16_t)nseg;
+    return e;
+}
+
+/* Sends the nseg datagrams from entry e one message each (a GSO send the
+ * kernel refused).  Counts each failure. */
 static void
-tx_add(struct worker *w, int fd, const struct turn_cmd *cmd, int with_local)
+send_plain(struct worker *w, int fd, unsigned e, unsigned nseg, char *ctl)
 {
     struct udp_tx  *tx = w->tx;
-    struct msghdr  *h;
-    socklen_t       tolen, ctllen = 0;
-    unsigned        k;
-    int             iovn = 0;
+    unsigned        i = 0, n = 0;
+    socklen_t       pilen;
+
+    pilen = put_pktinfo((struct cmsghdr *)ctl, &tx->ent[e].local);
+    for (; n < nseg && e != TX_END; n++, e = tx->ent[e].next) {
+        struct msghdr *h = &tx->pmsg[n].msg_hdr;
+
+        h->msg_name = &tx->ent[e].to;
+        h->msg_namelen = tx->ent[e].tolen;
+        h->msg_iov = tx->ent[e].iov;
+        h->msg_iovlen = tx->ent[e].iovn;
+        h->msg_control = pilen > 0 ? ctl : NULL;
+        h->msg_controllen = pilen;
+        h->msg_flags = 0;
+    }
+    while (i < n) {
+        int r = sendmmsg(fd, &tx->pmsg[i], n - i, MSG_DONTWAIT);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            TURN_STAT_INC(w->stats->dropped[TURN_DROP_SEND_ERROR]);
+            r = 1;
+        }
+        i += (unsigned)r;
+    }
+}
+
+/* Sends one socket's messages 0..nm-1.  A message the kernel refuses is
+ * dropped (send_error per datagram) and the rest go on; a GSO send refused
+ * with EINVAL (a segment above the route's MTU, say) or EIO (no checksum
+ * offload: GSO then stays off for this socket) goes again one datagram
+ * each. */
+static void
+send_msgs(struct worker *w, int fd, unsigned nm)
+{
+    struct udp_tx  *tx = w->tx;
+    unsigned        i = 0;
+
+    while (i < nm) {
+        int r = sendmmsg(fd, &tx->msg[i], nm - i, MSG_DONTWAIT);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r > 0) {
+            i += (unsigned)r;
+            continue;
+        }
+        if (tx->mnseg[i] > 1 && (errno == EIO || errno == EINVAL)) {
+            if (errno == EIO)
+                *tx->ent[tx->mfirst[i]].nogso = 1;
+            send_plain(w, fd, tx->mfirst[i], tx->mnseg[i], tx->ctl[i].buf);
+        } else {
+            for (unsigned k = 0; k < tx->mnseg[i]; k++)
+                TURN_STAT_INC(w->stats->dropped[TURN_DROP_SEND_ERROR]);
+        }
+        i++;
+    }
+}
+
+/* Sends everything gathered: one sendmmsg (or as few as the kernel takes)
+ * per socket, the flows of a socket in order of first appearance. */
+static void
+tx_flush(struct worker *w)
+{
+    struct udp_tx *tx = w->tx;
+
+    for (unsigned s = 0; s < tx->nsock; s++) {
+        unsigned nm = 0, niov = 0;
+
+        for (unsigned f = tx->sock[s].first; f != TX_END;
+            f = tx->flow[f].next) {
+            unsigned e = tx->flow[f].first;
+
+            while (e != TX_END) {
+                if (nm == WORKER_QCMDS) {       /* cannot happen: n <= it */
+                    send_msgs(w, tx->sock[s].fd, nm);
+                    nm = niov = 0;
+                }
+                e = build_msg(tx, nm++, &niov, e);
+            }
+        }
+        send_msgs(w, tx->sock[s].fd, nm);
+    }
+    tx->n = tx->nflow = tx->nsock = 0;
+    if (++tx->gen == 0) {       /* wrapped: forget every slot */
+        memset(tx->fgen, 0, sizeof(tx->fgen));
+        memset(tx->sgen, 0, sizeof(tx->sgen));
+        tx->gen = 1;
+    }
+}
+
+/* The socket group of fd, created at the end when new. */
+static unsigned
+tx_sock_of(struct udp_tx *tx, int fd)
+{
+    uint32_t h = hash_fd(fd) >> 22;     /* 10 bits: TX_HSLOTS */
+    unsigned s;
+
+    for (;; h = (h + 1) & (TX_HSLOTS - 1)) {
+        if (tx->sgen[h] != tx->gen)
+            break;
+        if (tx->sock[tx->sidx[h]].fd == fd)
+            return tx->sidx[h];
+    }
+    s = tx->nsock++;
+    tx->sgen[h] = tx->gen;
+    tx->sidx[h] = (uint16_t)s;
+    tx->sock[s].fd = fd;
+    tx->sock[s].first = tx->sock[s].last = TX_END;
+    return s;
+}
+
+/* Appends entry k to its flow (socket, destination, source). */
+static void
+tx_link(struct udp_tx *tx, unsigned k)
+{
+    struct tx_ent  *x = &tx->ent[k];
+    uint32_t        h = hash_addr(hash_addr(hash_fd(x->fd), &x->remote),
+        &x->local);
+    unsigned        f, s;
+
+    x->next = TX_END;
+    for (h &= TX_HSLOTS - 1;; h = (h + 1) & (TX_HSLOTS - 1)) {
+        const struct tx_ent *y;
+
+        if (tx->fgen[h] != tx->gen)
+            break;
+        f = tx->fidx[h];
+        y = &tx->ent[tx->flow[f].first];
+        if (y->fd == x->fd && addr_eq(&y->remote, &x->remote) &&
+            same_local(&y->local, &x->local)) {
+            tx->ent[tx->flow[f].last].next = (uint16_t)k;
+            tx->flow[f].last = (uint16_t)k;
+            return;
+        }
+    }
+    f = tx->nflow++;
+    tx->fgen[h] = tx->gen;
+    tx->fidx[h] = (uint16_t)f;
+    tx->flow[f].first = tx->flow[f].last = (uint16_t)k;
+    tx->flow[f].next = TX_END;
+    s = tx_sock_of(tx, x->fd);
+    if (tx->sock[s].first == TX_END)
+        tx->sock[s].first = (uint16_t)f;
+    else
+        tx->flow[tx->sock[s].last].next = (uint16_t)f;
+    tx->sock[s].last = (uint16_t)f;
+}
+
+/* Gathers one send of cmd on fd; local: the source address to set, or
+ * NULL.  nogso: the socket's GSO-off flag. */
+static void
+tx_add(struct worker *w, int fd, uint8_t *nogso, const struct turn_cmd *cmd,
+    int with_local)
+{
+    struct udp_tx  *tx = w->tx;
+    struct tx_ent  *x;
+    unsigned        iovn = 0;
 
     if (tx->n == WORKER_QCMDS)
         tx_flush(w);
-    k = tx->n;
-    tolen = addr_to_sockaddr(&cmd->path.remote, &tx->to[k]);
-    if (fd < 0 || tolen == 0) {
+    x = &tx->ent[tx->n];
+    if (fd < 0 || (x->tolen = addr_to_sockaddr(&cmd->path.remote,
+        &x->to)) == 0) {
         TURN_STAT_INC(w->stats->dropped[TURN_DROP_SEND_ERROR]);
         return;
     }
+    x->remote = cmd->path.remote;
     if (with_local && cmd->path.local.family == cmd->path.remote.family &&
         !addr_is_unspecified(&cmd->path.local))
-        ctllen = set_pktinfo(tx, k, &cmd->path.local);
+        x->local = cmd->path.local;
+    else
+        x->local.family = ADDR_NONE;
     if (cmd->hdrlen > 0) {
-        tx->iov[k][iovn].iov_base = (void *)cmd->hdr;
-        tx->iov[k][iovn++].iov_len = cmd->hdrlen;
+        x->iov[iovn].iov_base = (void *)cmd->hdr;
+        x->iov[iovn++].iov_len = cmd->hdrlen;
     }
     if (cmd->paylen > 0) {
-        tx->iov[k][iovn].iov_base = (void *)cmd->payload;
-        tx->iov[k][iovn++].iov_len = cmd->paylen;
+        x->iov[iovn].iov_base = (void *)cmd->payload;
+        x->iov[iovn++].iov_len = cmd->paylen;
     }
-    h = &tx->msg[k].msg_hdr;
-    h->msg_name = &tx->to[k];
-    h->msg_namelen = tolen;
-    h->msg_iov = tx->iov[k];
-    h->msg_iovlen = (size_t)iovn;
-    h->msg_control = ctllen > 0 ? tx->ctl[k].buf : NULL;
-    h->msg_controllen = ctllen;
-    h->msg_flags = 0;
-    tx->fd[k] = fd;
-    tx->n++;
+    x->iovn = (uint16_t)iovn;
+    x->len = (uint32_t)(cmd->hdrlen + cmd->paylen);
+    x->fd = fd;
+    x->nogso = nogso;
+    tx_link(tx, tx->n++);
 }
 
 static int
@@ -343,12 +580,22 @@ execute(struct worker *w)
         const struct turn_cmd *c = &w->q.cmd[i];
 
         switch (c->kind) {
-        case TURN_CMD_SEND_CLIENT:
-            tx_add(w, w->lfd[fam_of(&c->path.remote)], c, 1);
+        case TURN_CMD_SEND_CLIENT: {
+            int fam = fam_of(&c->path.remote);
+
+            tx_add(w, w->lfd[fam], &w->lnogso[fam], c, 1);
             break;
-        case TURN_CMD_SEND_PEER:
-            tx_add(w, relay_fd(w, c->port, fam_of(&c->path.remote)), c, 0);
+        }
+        case TURN_CMD_SEND_PEER: {
+            int                 fam = fam_of(&c->path.remote);
+            struct relay_port  *rp = w->ports[c->port];
+
+            if (rp == NULL)
+                tx_add(w, -1, NULL, c, 0);
+            else
+                tx_add(w, rp->s[fam].fd, &rp->s[fam].nogso, c, 0);
             break;
+        }
         case TURN_CMD_RELAY_OPEN:
             exec_open(w, c);
             break;

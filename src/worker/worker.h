@@ -42,6 +42,7 @@ struct relay_sock {
     int                 fd;             /* -1 when not open */
     struct event       *ev;
     struct relay_port  *rp;
+    uint8_t             nogso;          /* a GSO send failed with EIO */
 };
 
 /* The relay sockets of one allocation, indexed by port. */
@@ -73,18 +74,63 @@ struct udp_rx {
     uint8_t                *data;       /* WORKER_BATCH slots */
 };
 
-/* Batched sends, in command order; runs of one socket go in one
- * sendmmsg. */
+#define TX_GSO_SEGS         64          /* datagrams per GSO send */
+#define TX_GSO_BYTES        65000       /* bytes per GSO send */
+#define TX_HSLOTS           1024        /* > 2 x WORKER_QCMDS, power of 2 */
+#define TX_END              0xffff
+
+/* One gathered datagram. */
+struct tx_ent {
+    struct sockaddr_storage to;
+    struct addr             remote;
+    struct addr             local;      /* ADDR_NONE: no packet info */
+    struct iovec            iov[2];
+    uint8_t                *nogso;      /* the socket's GSO-off flag */
+    int                     fd;
+    socklen_t               tolen;
+    uint32_t                len;
+    uint16_t                iovn;
+    uint16_t                next;       /* of the same flow, or TX_END */
+};
+
+/* The datagrams of one (socket, destination, source), in command order. */
+struct tx_flow {
+    uint16_t                first, last;
+    uint16_t                next;       /* next flow of the socket */
+};
+
+/* The flows of one socket, in order of first appearance. */
+struct tx_sock {
+    int                     fd;
+    uint16_t                first, last;
+};
+
+/* Batched sends.  Gathered datagrams are grouped per socket (one sendmmsg
+ * per socket and flush), and per destination and source address in
+ * command order; runs of one size in a flow leave as one UDP_SEGMENT send
+ * (the last may be shorter).  Order per destination is kept. */
 struct udp_tx {
+    struct tx_ent           ent[WORKER_QCMDS];
+    struct tx_flow          flow[WORKER_QCMDS];
+    struct tx_sock          sock[WORKER_QCMDS];
+    unsigned                n, nflow, nsock;
+    /* Hash of flows and of sockets; a slot is live when its generation
+     * is the current one. */
+    uint32_t                gen;
+    uint32_t                fgen[TX_HSLOTS], sgen[TX_HSLOTS];
+    uint16_t                fidx[TX_HSLOTS], sidx[TX_HSLOTS];
+    /* One socket's messages. */
     struct mmsghdr          msg[WORKER_QCMDS];
-    struct iovec            iov[WORKER_QCMDS][2];
-    struct sockaddr_storage to[WORKER_QCMDS];
+    struct iovec            iov[2 * WORKER_QCMDS];
+    uint16_t                mfirst[WORKER_QCMDS], mnseg[WORKER_QCMDS];
     union {
-        char                buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+        char                buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
+                                CMSG_SPACE(sizeof(uint16_t))];
         struct cmsghdr      align;
     } ctl[WORKER_QCMDS];
-    int                     fd[WORKER_QCMDS];
-    unsigned                n;
+    /* The fallback: a GSO send the kernel refused, one datagram each. */
+    struct mmsghdr          pmsg[TX_GSO_SEGS];
+    int                     gso;        /* UDP_SEGMENT works here */
 };
 
 struct worker {
@@ -98,6 +144,7 @@ struct worker {
     struct turn_cmdq        q;
 
     int                     lfd[2];     /* listen sockets, -1 when unset */
+    uint8_t                 lnogso[2];  /* a GSO send failed with EIO */
     struct event           *lev[2];
     struct event           *sigterm, *timer;
 
