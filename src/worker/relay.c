@@ -140,11 +140,3 @@ relay_close(struct worker *w, uint16_t port)
     w->ports[port] = NULL;
     free_port(rp);
 }
-
-int
-relay_fd(const struct worker *w, uint16_t port, int fam)
-{
-    const struct relay_port *rp = w->ports[port];
-
-    return rp == NULL ? -1 : rp->s[fam].fd;
-}

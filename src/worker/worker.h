@@ -202,8 +202,6 @@ void relay_fini(struct worker *w);     /* closes every relay socket */
 int relay_open(struct worker *w, uint16_t port, uint8_t families,
     struct atab_ref ref);
 void relay_close(struct worker *w, uint16_t port);
-/* The socket of port for family (RT_FAM_*), or -1. */
-int relay_fd(const struct worker *w, uint16_t port, int fam);
 
 /* timer.c */
 int timer_init(struct worker *w);
