@@ -74,6 +74,7 @@ open_family(struct worker *w, struct relay_port *rp, int fam)
     a.port = rp->port;
     if ((rs->fd = bind_one(&a)) < 0)
         return -1;
+    udp_io_gro_on(w, rs->fd);
     rs->ev = event_new(w->base, rs->fd, EV_READ | EV_PERSIST,
         udp_io_relay_cb, rs);
     if (rs->ev == NULL || event_add(rs->ev, NULL) != 0) {

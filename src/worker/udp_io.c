@@ -1,10 +1,14 @@
 /* udp_io.c - the worker's only recvmmsg/sendmmsg, and the executor of the
  * core's commands.
  *
- * A callback reads up to WORKER_BATCH datagrams per recvmmsg, at most
+ * A callback reads up to WORKER_BATCH messages per recvmmsg, at most
  * WORKER_CALLS times, so that one busy socket cannot starve the others (the
- * events are level-triggered: what is left fires again).  Each datagram
- * goes to the core with the batch's `now`; the commands it queues are
+ * events are level-triggered: what is left fires again).  With UDP GRO on
+ * (listen and relay sockets, where the kernel has it) a message may carry
+ * a run of one sender's datagrams of one size, the last possibly shorter,
+ * with the size in a UDP_GRO control message: it is split back into its
+ * datagrams in place.  Each datagram goes to the core with the batch's
+ * `now`; the commands it queues are
  * carried out in order after the batch, or earlier when the queue fills.
  * Sends are gathered and grouped per socket (one sendmmsg per socket and
  * flush) and, within a socket, per destination and source address in
@@ -34,25 +38,39 @@
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
-/* Whether this kernel takes UDP_SEGMENT (Linux 4.18 and later); asked once
- * at start.  Without it every datagram leaves in its own message. */
+/* Whether this kernel takes the UDP option opt (UDP_SEGMENT: Linux 4.18,
+ * UDP_GRO: 5.0); asked once at start.  Without it the worker warns and
+ * sends or receives one datagram per message. */
 static int
-gso_probe(unsigned slot)
+udp_opt_probe(unsigned slot, int opt, int val, const char *what)
 {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    int seg = 1200, ok, err;
+    int ok, err;
 
     if (fd < 0)
         return 0;
-    ok = setsockopt(fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg)) == 0;
+    ok = setsockopt(fd, SOL_UDP, opt, &val, sizeof(val)) == 0;
     err = errno;
     close(fd);
     if (!ok)
-        log_warn(log_get(), "worker %u: UDP GSO (UDP_SEGMENT) not "
-            "available (%s): sending one datagram per message", slot,
-            strerror(err));
+        log_warn(log_get(), "worker %u: %s not available (%s): one "
+            "datagram per message", slot, what, strerror(err));
     return ok;
+}
+
+void
+udp_io_gro_on(struct worker *w, int fd)
+{
+    int one = 1;
+
+    if (w->rx->gro && fd >= 0 &&
+        setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) != 0) {
+        /* Cannot happen after the probe; one datagram per message then. */
+    }
 }
 
 int
@@ -66,7 +84,11 @@ udp_io_init(struct worker *w)
     if (w->rx->data == NULL)
         return -1;
     w->tx->gen = 1;
-    w->tx->gso = gso_probe(w->slot);
+    w->tx->gso = udp_opt_probe(w->slot, UDP_SEGMENT, 1200,
+        "UDP GSO (UDP_SEGMENT)");
+    w->rx->gro = udp_opt_probe(w->slot, UDP_GRO, 1, "UDP GRO (UDP_GRO)");
+    for (int f = 0; f < 2; f++)
+        udp_io_gro_on(w, w->lfd[f]);
     for (int i = 0; i < WORKER_BATCH; i++) {
         w->rx->iov[i].iov_base = w->rx->data + (size_t)i * RX_SLOT +
             WORKER_HEADROOM;
@@ -101,8 +123,9 @@ recv_batch(struct worker *w, int fd, int pktinfo)
         h->msg_namelen = sizeof(rx->from[i]);
         h->msg_iov = &rx->iov[i];
         h->msg_iovlen = 1;
-        h->msg_control = pktinfo ? rx->ctl[i].buf : NULL;
-        h->msg_controllen = pktinfo ? sizeof(rx->ctl[i].buf) : 0;
+        h->msg_control = pktinfo || rx->gro ? rx->ctl[i].buf : NULL;
+        h->msg_controllen = pktinfo || rx->gro ? sizeof(rx->ctl[i].buf) :
+            0;
         h->msg_flags = 0;
     }
     do {
@@ -111,33 +134,47 @@ recv_batch(struct worker *w, int fd, int pktinfo)
     return n < 0 ? 0 : n;
 }
 
-/* The local address a client datagram was sent to (IP_PKTINFO /
- * IPV6_PKTINFO), else the socket's bind address. */
-static void
-local_addr(const struct worker *w, const struct msghdr *h, int fam,
-    struct addr *out)
+/* What the control messages of h say: the local address a client datagram
+ * was sent to (IP_PKTINFO / IPV6_PKTINFO; else the socket's bind address)
+ * when local is not NULL, and the segment size of a GRO message (0: one
+ * datagram). */
+static uint32_t
+rx_meta(const struct worker *w, const struct msghdr *h, int fam,
+    struct addr *local)
 {
     struct cmsghdr *c;
+    uint32_t        seg = 0;
+    int             have_local = 0;
 
     for (c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR((struct msghdr *)h,
         c)) {
-        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int v;
+
+            memcpy(&v, CMSG_DATA(c), sizeof(v));
+            seg = v > 0 ? (uint32_t)v : 0;
+        } else if (local == NULL) {
+            continue;
+        } else if (c->cmsg_level == IPPROTO_IP &&
+            c->cmsg_type == IP_PKTINFO) {
             struct in_pktinfo pi;
 
             memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-            addr_set4(out, (const uint8_t *)&pi.ipi_addr,
+            addr_set4(local, (const uint8_t *)&pi.ipi_addr,
                 w->rt->listen_port);
-            return;
-        }
-        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+            have_local = 1;
+        } else if (c->cmsg_level == IPPROTO_IPV6 &&
+            c->cmsg_type == IPV6_PKTINFO) {
             struct in6_pktinfo pi;
 
             memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-            addr_set6(out, pi.ipi6_addr.s6_addr, w->rt->listen_port);
-            return;
+            addr_set6(local, pi.ipi6_addr.s6_addr, w->rt->listen_port);
+            have_local = 1;
         }
     }
-    *out = fam == RT_FAM_V4 ? w->rt->bind4 : w->rt->bind6;
+    if (local != NULL && !have_local)
+        *local = fam == RT_FAM_V4 ? w->rt->bind4 : w->rt->bind6;
+    return seg;
 }
 
 static void
@@ -164,15 +201,22 @@ udp_io_listen_cb(evutil_socket_t fd, short what, void *arg)
         for (int i = 0; i < n && !w->stopping; i++) {
             struct msghdr   *h = &w->rx->msg[i].msg_hdr;
             struct addr_path path;
+            const uint8_t   *p = h->msg_iov->iov_base;
+            uint32_t         left = w->rx->msg[i].msg_len, seg;
 
             if (addr_from_sockaddr(&path.remote, h->msg_name,
                 h->msg_namelen) != 0)
                 continue;
-            local_addr(w, h, fam, &path.local);
-            udp_io_room(w);
-            check_core(w, turn_core_on_client(w->core, &path,
-                h->msg_iov->iov_base, w->rx->msg[i].msg_len, w->now,
-                w->wall, &w->q, &drop), "client datagram");
+            seg = rx_meta(w, h, fam, &path.local);
+            do {        /* each datagram of a GRO message, or the one */
+                uint32_t len = seg > 0 && seg < left ? seg : left;
+
+                udp_io_room(w);
+                check_core(w, turn_core_on_client(w->core, &path, p, len,
+                    w->now, w->wall, &w->q, &drop), "client datagram");
+                p += len;
+                left -= len;
+            } while (left > 0 && !w->stopping);
         }
         udp_io_flush(w);
         if (n < WORKER_BATCH)
@@ -201,13 +245,21 @@ udp_io_relay_cb(evutil_socket_t fd, short what, void *arg)
         for (int i = 0; i < n && !w->stopping; i++) {
             struct msghdr  *h = &w->rx->msg[i].msg_hdr;
             struct addr     peer;
+            const uint8_t  *p = h->msg_iov->iov_base;
+            uint32_t        left = w->rx->msg[i].msg_len, seg;
 
             if (addr_from_sockaddr(&peer, h->msg_name, h->msg_namelen) != 0)
                 continue;
-            udp_io_room(w);
-            check_core(w, turn_core_on_peer(w->core, ref, port, &peer,
-                h->msg_iov->iov_base, w->rx->msg[i].msg_len, w->now,
-                &w->q, &drop), "peer datagram");
+            seg = rx_meta(w, h, 0, NULL);
+            do {        /* each datagram of a GRO message, or the one */
+                uint32_t len = seg > 0 && seg < left ? seg : left;
+
+                udp_io_room(w);
+                check_core(w, turn_core_on_peer(w->core, ref, port, &peer,
+                    p, len, w->now, &w->q, &drop), "peer datagram");
+                p += len;
+                left -= len;
+            } while (left > 0 && !w->stopping);
         }
         udp_io_flush(w);
         /* A flush may have closed this very socket (rs is then freed). */

@@ -61,17 +61,22 @@ struct relay_result {
 };
 
 /* Batched receive: WORKER_BATCH buffers with head room, addresses and
- * packet-info control buffers. */
+ * control buffers (packet info, and the segment size of a UDP GRO
+ * message: with UDP_GRO on, one message may carry a run of datagrams of
+ * one size from one sender, the last possibly shorter, which is why each
+ * slot holds WORKER_BUFSZ bytes). */
 struct udp_rx {
     struct mmsghdr          msg[WORKER_BATCH];
     struct iovec            iov[WORKER_BATCH];
     struct sockaddr_storage from[WORKER_BATCH];
     union {
         char                buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
-                                CMSG_SPACE(sizeof(struct in_pktinfo))];
+                                CMSG_SPACE(sizeof(struct in_pktinfo)) +
+                                CMSG_SPACE(sizeof(int))];
         struct cmsghdr      align;
     } ctl[WORKER_BATCH];
     uint8_t                *data;       /* WORKER_BATCH slots */
+    int                     gro;        /* UDP_GRO works here */
 };
 
 #define TX_GSO_SEGS         64          /* datagrams per GSO send */
@@ -193,6 +198,10 @@ void udp_io_relay_cb(evutil_socket_t fd, short what, void *arg);
 void udp_io_flush(struct worker *w);
 /* Makes room for one more core call (flushes when the queue is full). */
 void udp_io_room(struct worker *w);
+/* Turns UDP GRO on for fd where the kernel has it (listen and relay
+ * sockets): the kernel may then hand over a run of one sender's
+ * datagrams of one size as one message, which the callbacks split. */
+void udp_io_gro_on(struct worker *w, int fd);
 
 /* relay.c */
 int relay_init(struct worker *w);
