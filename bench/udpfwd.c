@@ -1,7 +1,7 @@
 /* udpfwd.c - minimal two-socket UDP forwarder: the kernel-limit reference
  * for the relay benchmarks (issue 7).
  *
- *   udpfwd [--client-side IP:PORT] [--peer-side IP:PORT] [--gso]
+ *   udpfwd [--client-side IP:PORT] [--peer-side IP:PORT] [--gso] [--gro]
  *          [--max-seconds S]
  *
  * Datagrams on the client side are ChannelData: the 4-byte header is
@@ -11,7 +11,9 @@
  * There is no TURN: the flow is read from the benchmark payload
  * (struct tb_payload), where a relay would look up its channel tables.
  * Batches use recvmmsg/sendmmsg like the relay; with --gso, runs of
- * datagrams of one size to one address leave as one UDP_SEGMENT send.
+ * datagrams of one size to one address leave as one UDP_SEGMENT send;
+ * with --gro, both sockets take UDP_GRO and a message carrying a run of
+ * datagrams is split by its segment size (the relay's I/O mode).
  * Prints "client=IP:PORT peer=IP:PORT" once bound; exits on SIGTERM,
  * SIGINT or after --max-seconds (3600). */
 #include "config.h"
@@ -33,13 +35,16 @@
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 #define BATCH       64
 #define CALLS       8
-#define HEADROOM    4
-#define SLOT        (HEADROOM + 2048)
+#define SLOT        65536
 #define MAX_FLOWS   65536
 #define GSO_MAX     64
+#define MAX_TX      (BATCH * GSO_MAX)   /* datagrams of one receive */
 
 struct fwd_client {
     struct sockaddr_in  addr;
@@ -49,7 +54,7 @@ struct fwd_client {
 
 struct fwd {
     int                 fd[2];          /* 0 client side, 1 peer side */
-    int                 gso;
+    int                 gso, gro;
     struct sockaddr_in  peer;
     int                 peer_known;
     struct fwd_client  *clients;
@@ -57,13 +62,22 @@ struct fwd {
     struct mmsghdr      rx[BATCH];
     struct iovec        rx_iov[BATCH];
     struct sockaddr_in  from[BATCH];
-    struct mmsghdr      tx[BATCH];
-    struct iovec        tx_iov[BATCH];
+    union {
+        char            buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr  align;
+    }                   rx_ctl[BATCH];
+    /* Datagrams to send: destination, length, and their iovecs (a header
+     * from hdr, then the payload), consecutive in tx_iov. */
+    struct sockaddr_in *tx_to[MAX_TX];
+    uint32_t            tx_len[MAX_TX], tx_iov0[MAX_TX];
+    uint8_t             hdr[MAX_TX][4];
+    struct iovec        tx_iov[2 * MAX_TX];
+    struct mmsghdr      msgs[MAX_TX];
     union {
         char            buf[CMSG_SPACE(sizeof(uint16_t))];
         struct cmsghdr  align;
-    }                   ctl[BATCH];
-    int                 ntx;
+    }                   ctl[MAX_TX];
+    int                 ntx, niov;
     uint64_t            in, out, dropped;
 };
 
@@ -124,27 +138,30 @@ same_addr(const struct sockaddr_in *a, const struct sockaddr_in *b)
 static void
 flush(struct fwd *w, int fd)
 {
-    struct mmsghdr out[BATCH];
-    int            nout = 0, done = 0;
+    struct mmsghdr *out = w->msgs;
+    int             nout = 0, done = 0;
 
     for (int i = 0; i < w->ntx;) {
         struct msghdr *h = &out[nout].msg_hdr;
-        size_t         seg = w->tx_iov[i].iov_len;
+        uint32_t       seg = w->tx_len[i], bytes = seg;
         int            j = i + 1;
 
         if (w->gso) {
-            while (j < w->ntx && j - i < GSO_MAX &&
-                w->tx_iov[j].iov_len == seg &&
-                same_addr(w->tx[j].msg_hdr.msg_name,
-                w->tx[i].msg_hdr.msg_name))
+            while (j < w->ntx && j - i < GSO_MAX && w->tx_len[j] <= seg &&
+                bytes + w->tx_len[j] <= 65000 &&
+                same_addr(w->tx_to[j], w->tx_to[i])) {
+                bytes += w->tx_len[j];
                 j++;
+                if (w->tx_len[j - 1] < seg)
+                    break;      /* a shorter one ends the run */
+            }
         }
         memset(h, 0, sizeof(*h));
-        h->msg_name = w->tx[i].msg_hdr.msg_name;
+        h->msg_name = w->tx_to[i];
         h->msg_namelen = sizeof(struct sockaddr_in);
-        /* The merged datagrams' iovecs are consecutive in tx_iov. */
-        h->msg_iov = &w->tx_iov[i];
-        h->msg_iovlen = (size_t)(j - i);
+        h->msg_iov = &w->tx_iov[w->tx_iov0[i]];
+        h->msg_iovlen = (j < w->ntx ? w->tx_iov0[j] : (uint32_t)w->niov) -
+            w->tx_iov0[i];
         if (j - i > 1) {
             struct cmsghdr *cm;
             uint16_t        s = (uint16_t)seg;
@@ -170,17 +187,26 @@ flush(struct fwd *w, int fd)
         done += r;
     }
     w->out += (uint64_t)w->ntx;
-    w->ntx = 0;
+    w->ntx = w->niov = 0;
 }
 
+/* Queues one datagram: the 4 bytes at hdr (or none), then len bytes at p. */
 static void
-queue(struct fwd *w, struct sockaddr_in *to, uint8_t *p, size_t len)
+queue(struct fwd *w, struct sockaddr_in *to, const uint8_t *hdr, uint8_t *p,
+    size_t len)
 {
-    memset(&w->tx[w->ntx], 0, sizeof(w->tx[0]));
-    w->tx[w->ntx].msg_hdr.msg_name = to;
-    w->tx_iov[w->ntx].iov_base = p;
-    w->tx_iov[w->ntx].iov_len = len;
-    w->ntx++;
+    int k = w->ntx++;
+
+    w->tx_to[k] = to;
+    w->tx_iov0[k] = (uint32_t)w->niov;
+    w->tx_len[k] = (uint32_t)len + (hdr != NULL ? 4 : 0);
+    if (hdr != NULL) {
+        memcpy(w->hdr[k], hdr, 4);
+        w->tx_iov[w->niov].iov_base = w->hdr[k];
+        w->tx_iov[w->niov++].iov_len = 4;
+    }
+    w->tx_iov[w->niov].iov_base = p;
+    w->tx_iov[w->niov++].iov_len = len;
 }
 
 /* Flow of a benchmark payload, or -1. */
@@ -217,26 +243,42 @@ from_client(struct fwd *w, int i, uint8_t *d, size_t n)
         w->dropped++;
         return;
     }
-    queue(w, &w->peer, d + 4, len);
+    queue(w, &w->peer, NULL, d + 4, len);
 }
 
 static void
 from_peer(struct fwd *w, int i, uint8_t *d, size_t n)
 {
-    int flow = flow_of(d, n);
+    int     flow = flow_of(d, n);
+    uint8_t h[4];
 
     w->peer = w->from[i];
     w->peer_known = 1;
-    if (flow < 0 || !w->clients[flow].known || n > 0xffff) {
+    if (flow < 0 || !w->clients[flow].known || n > 0xffff - 4) {
         w->dropped++;
         return;
     }
-    d -= HEADROOM;
-    d[0] = (uint8_t)(w->clients[flow].chan >> 8);
-    d[1] = (uint8_t)w->clients[flow].chan;
-    d[2] = (uint8_t)(n >> 8);
-    d[3] = (uint8_t)n;
-    queue(w, &w->clients[flow].addr, d, n + 4);
+    h[0] = (uint8_t)(w->clients[flow].chan >> 8);
+    h[1] = (uint8_t)w->clients[flow].chan;
+    h[2] = (uint8_t)(n >> 8);
+    h[3] = (uint8_t)n;
+    queue(w, &w->clients[flow].addr, h, d, n);
+}
+
+/* The segment size of a GRO message, 0 for one datagram. */
+static uint32_t
+gro_size(struct msghdr *h)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL;
+        c = CMSG_NXTHDR(h, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int v;
+
+            memcpy(&v, CMSG_DATA(c), sizeof(v));
+            return v > 0 ? (uint32_t)v : 0;
+        }
+    }
+    return 0;
 }
 
 static void
@@ -248,25 +290,37 @@ on_readable(struct fwd *w, int side)
         for (int i = 0; i < BATCH; i++) {
             struct msghdr *h = &w->rx[i].msg_hdr;
 
-            w->rx_iov[i].iov_base = w->buf + (size_t)i * SLOT + HEADROOM;
-            w->rx_iov[i].iov_len = SLOT - HEADROOM;
+            w->rx_iov[i].iov_base = w->buf + (size_t)i * SLOT;
+            w->rx_iov[i].iov_len = SLOT;
             memset(h, 0, sizeof(*h));
             h->msg_name = &w->from[i];
             h->msg_namelen = sizeof(w->from[i]);
             h->msg_iov = &w->rx_iov[i];
             h->msg_iovlen = 1;
+            if (w->gro) {
+                h->msg_control = w->rx_ctl[i].buf;
+                h->msg_controllen = sizeof(w->rx_ctl[i].buf);
+            }
         }
         n = recvmmsg(w->fd[side], w->rx, BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
-        w->in += (uint64_t)n;
         for (int i = 0; i < n; i++) {
             uint8_t *d = w->rx_iov[i].iov_base;
+            uint32_t left = w->rx[i].msg_len;
+            uint32_t seg = w->gro ? gro_size(&w->rx[i].msg_hdr) : 0;
 
-            if (side == 0)
-                from_client(w, i, d, w->rx[i].msg_len);
-            else
-                from_peer(w, i, d, w->rx[i].msg_len);
+            do {
+                uint32_t len = seg > 0 && seg < left ? seg : left;
+
+                w->in++;
+                if (side == 0)
+                    from_client(w, i, d, len);
+                else
+                    from_peer(w, i, d, len);
+                d += len;
+                left -= len;
+            } while (left > 0);
         }
         flush(w, w->fd[!side]);
         if (n < BATCH)
@@ -279,11 +333,12 @@ main(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "client-side", 1, NULL, 'a' }, { "peer-side", 1, NULL, 'b' },
-        { "gso", 0, NULL, 'g' }, { "max-seconds", 1, NULL, 't' },
+        { "gso", 0, NULL, 'g' }, { "gro", 0, NULL, 'r' },
+        { "max-seconds", 1, NULL, 't' },
         { "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 }
     };
     const char        *a = "127.0.0.1:0", *bside = "127.0.0.1:0";
-    struct fwd         w;
+    static struct fwd  w;
     struct epoll_event ev, evs[2];
     double             max_s = 3600;
     uint64_t           until;
@@ -295,11 +350,12 @@ main(int argc, char **argv)
         case 'a': a = optarg; break;
         case 'b': bside = optarg; break;
         case 'g': w.gso = 1; break;
+        case 'r': w.gro = 1; break;
         case 't': max_s = atof(optarg); break;
         default:
             fprintf(c == 'h' ? stdout : stderr, "usage: udpfwd "
                 "[--client-side IP:PORT] [--peer-side IP:PORT] [--gso] "
-                "[--max-seconds S]\n");
+                "[--gro] [--max-seconds S]\n");
             return c == 'h' ? 0 : 2;
         }
     }
@@ -308,6 +364,14 @@ main(int argc, char **argv)
     if (w.clients == NULL || w.buf == NULL || open_side(a, &w.fd[0]) ||
         open_side(bside, &w.fd[1]) || (ep = epoll_create1(0)) < 0)
         return 1;
+    for (int s = 0; s < 2 && w.gro; s++) {
+        int one = 1;
+
+        if (setsockopt(w.fd[s], SOL_UDP, UDP_GRO, &one, sizeof(one)) != 0) {
+            fprintf(stderr, "udpfwd: UDP_GRO: %s\n", strerror(errno));
+            return 1;
+        }
+    }
     for (int s = 0; s < 2; s++) {
         memset(&ev, 0, sizeof(ev));
         ev.events = EPOLLIN;
