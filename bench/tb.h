@@ -34,6 +34,7 @@ struct tb_payload {
 #define TB_SEQ_HELLO    UINT64_MAX
 #define TB_MIN_PAYLOAD  ((int)sizeof(struct tb_payload))
 #define TB_MAX_PAYLOAD  1400
+#define TB_UDP_GRO      104     /* UDP_GRO, Linux 5.0 */
 
 /* --- Time --------------------------------------------------------------- */
 

@@ -30,7 +30,7 @@
 #endif
 
 #define RX_BATCH    64
-#define RX_SLOT     2048
+#define RX_SLOT     65536       /* a GRO message: up to 64 KiB */
 #define RX_CALLS    8           /* recvmmsg calls per socket per turn */
 #define SEG_MAX     64          /* datagrams per GSO send */
 #define TX_MAX      1024        /* datagrams per turn (peer side) */
@@ -41,6 +41,10 @@ struct tb_io {
     struct mmsghdr      rx_msg[RX_BATCH];
     struct iovec        rx_iov[RX_BATCH];
     struct sockaddr_in  rx_from[RX_BATCH];
+    union {
+        char            buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr  align;
+    }                   rx_ctl[RX_BATCH];
     uint8_t            *rx_buf;
     struct mmsghdr      echo_msg[RX_BATCH];
     uint8_t            *cbuf;           /* client side: 4 + size stride */
@@ -283,58 +287,80 @@ get_payload(const uint8_t *d, size_t len, struct tb_payload *p,
     return 0;
 }
 
-/* Datagrams on a client socket: ChannelData from the relay. */
-static void
-on_client(struct tb_bench *b, struct tb_io *io, uint32_t idx, int n,
-    uint64_t now)
+/* The segment size of a GRO message (a run of one sender's datagrams of
+ * one size, the last possibly shorter), 0 for one datagram. */
+static uint32_t
+gro_size(struct msghdr *h)
 {
-    struct tb_flow *f = &b->flows[idx];
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL;
+        c = CMSG_NXTHDR(h, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == TB_UDP_GRO) {
+            int v;
 
-    for (int i = 0; i < n; i++) {
-        uint8_t          *d = io->rx_iov[i].iov_base;
-        size_t            len = io->rx_msg[i].msg_len;
-        struct tb_payload p;
-
-        if (len >= 4 && d[0] < 0x04) {
-            tb_setup_on_stun(b, f, d, len);
-            continue;
+            memcpy(&v, CMSG_DATA(c), sizeof(v));
+            return v > 0 ? (uint32_t)v : 0;
         }
-        if (len < 4 || d[0] < 0x40 || d[0] > 0x7f ||
-            get_payload(d + 4, len - 4, &p, (uint32_t)b->nflows) != 0)
-            continue;
-        if (p.flow & TB_FLOW_P2C)
-            record(b, &b->p2c, &f->rx_p2c, &p, len - 4, now);
-        else
-            record(b, &b->rtt, &f->rx_rtt, &p, len - 4, now);
     }
+    return 0;
 }
 
-/* Datagrams on the peer socket: payloads relayed from the clients. */
+/* One datagram on a client socket: ChannelData from the relay. */
 static void
-on_peer(struct tb_bench *b, struct tb_io *io, int n, uint64_t now)
+on_client(struct tb_bench *b, struct tb_flow *f, uint8_t *d, size_t len,
+    uint64_t now)
 {
-    int necho = 0;
+    struct tb_payload p;
 
-    for (int i = 0; i < n; i++) {
-        uint8_t          *d = io->rx_iov[i].iov_base;
-        size_t            len = io->rx_msg[i].msg_len;
-        struct tb_payload p;
-
-        if (get_payload(d, len, &p, (uint32_t)b->nflows) != 0 ||
-            (p.flow & TB_FLOW_P2C))
-            continue;
-        record(b, &b->c2p, &b->flows[p.flow].rx_c2p, &p, len, now);
-        if (b->dir == TB_BOTH) {
-            struct msghdr *h = &io->echo_msg[necho++].msg_hdr;
-
-            memset(h, 0, sizeof(*h));
-            h->msg_name = &io->rx_from[i];
-            h->msg_namelen = sizeof(io->rx_from[i]);
-            io->rx_iov[i].iov_len = len;
-            h->msg_iov = &io->rx_iov[i];
-            h->msg_iovlen = 1;
-        }
+    if (len >= 4 && d[0] < 0x04) {
+        tb_setup_on_stun(b, f, d, len);
+        return;
     }
+    if (len < 4 || d[0] < 0x40 || d[0] > 0x7f ||
+        get_payload(d + 4, len - 4, &p, (uint32_t)b->nflows) != 0)
+        return;
+    if (p.flow & TB_FLOW_P2C)
+        record(b, &b->p2c, &f->rx_p2c, &p, len - 4, now);
+    else
+        record(b, &b->rtt, &f->rx_rtt, &p, len - 4, now);
+}
+
+/* One datagram on the peer socket: a payload relayed from a client.
+ * Returns whether it is one to echo. */
+static int
+on_peer(struct tb_bench *b, uint8_t *d, size_t len, uint64_t now)
+{
+    struct tb_payload p;
+
+    if (get_payload(d, len, &p, (uint32_t)b->nflows) != 0 ||
+        (p.flow & TB_FLOW_P2C))
+        return 0;
+    record(b, &b->c2p, &b->flows[p.flow].rx_c2p, &p, len, now);
+    return b->dir == TB_BOTH;
+}
+
+/* Queues message i as echo message k, back to its sender: a GRO run
+ * leaves as the same run (UDP_SEGMENT of its segment size; the peer
+ * socket has GSO whenever it has GRO). */
+static void
+echo_add(struct tb_io *io, int k, int i, uint32_t seg)
+{
+    struct msghdr *h = &io->echo_msg[k].msg_hdr;
+    size_t         len = io->rx_msg[i].msg_len;
+
+    memset(h, 0, sizeof(*h));
+    h->msg_name = &io->rx_from[i];
+    h->msg_namelen = sizeof(io->rx_from[i]);
+    io->rx_iov[i].iov_len = len;
+    h->msg_iov = &io->rx_iov[i];
+    h->msg_iovlen = 1;
+    if (seg > 0 && seg < len)
+        set_gso(h, io->rx_ctl[i].buf, sizeof(io->rx_ctl[i].buf),
+            (uint16_t)seg);
+}
+
+static void
+echo_send(struct tb_bench *b, struct tb_io *io, int necho)
+{
     for (int done = 0; done < necho;) {
         int r = sendmmsg(b->peer_fd, io->echo_msg + done,
             (unsigned)(necho - done), 0);
@@ -351,7 +377,8 @@ on_readable(struct tb_bench *b, struct tb_io *io, uint32_t idx)
     int fd = idx == TB_EV_PEER ? b->peer_fd : b->flows[idx].fd;
 
     for (int call = 0; call < RX_CALLS; call++) {
-        int n;
+        int      n, necho = 0;
+        uint64_t now;
 
         for (int i = 0; i < RX_BATCH; i++) {
             struct msghdr *h = &io->rx_msg[i].msg_hdr;
@@ -362,17 +389,34 @@ on_readable(struct tb_bench *b, struct tb_io *io, uint32_t idx)
             h->msg_namelen = sizeof(io->rx_from[i]);
             h->msg_iov = &io->rx_iov[i];
             h->msg_iovlen = 1;
-            h->msg_control = NULL;
-            h->msg_controllen = 0;
+            h->msg_control = b->gro ? io->rx_ctl[i].buf : NULL;
+            h->msg_controllen = b->gro ? sizeof(io->rx_ctl[i].buf) : 0;
             h->msg_flags = 0;
         }
         n = recvmmsg(fd, io->rx_msg, RX_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             break;
-        if (idx == TB_EV_PEER)
-            on_peer(b, io, n, tb_now());
-        else
-            on_client(b, io, idx, n, tb_now());
+        now = tb_now();
+        for (int i = 0; i < n; i++) {
+            uint8_t *d = io->rx_iov[i].iov_base;
+            uint32_t left = io->rx_msg[i].msg_len;
+            uint32_t seg = b->gro ? gro_size(&io->rx_msg[i].msg_hdr) : 0;
+            int      again = 0;
+
+            do {
+                uint32_t len = seg > 0 && seg < left ? seg : left;
+
+                if (idx == TB_EV_PEER)
+                    again |= on_peer(b, d, len, now);
+                else
+                    on_client(b, &b->flows[idx], d, len, now);
+                d += len;
+                left -= len;
+            } while (left > 0);
+            if (again)
+                echo_add(io, necho++, i, seg);
+        }
+        echo_send(b, io, necho);
         if (n < RX_BATCH)
             break;
     }

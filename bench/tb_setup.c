@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,7 @@ int
 tb_flow_open(struct tb_bench *b, struct tb_flow *f)
 {
     struct epoll_event ev;
-    int                size = 1 << 20;
+    int                size = 1 << 20, one = 1;
 
     f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (f->fd < 0) {
@@ -93,6 +94,8 @@ tb_flow_open(struct tb_bench *b, struct tb_flow *f)
     }
     setsockopt(f->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
     setsockopt(f->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    if (b->gro)
+        setsockopt(f->fd, SOL_UDP, TB_UDP_GRO, &one, sizeof(one));
     if (b->server.sin_addr.s_addr == htonl(0x7f000001)) {
         struct sockaddr_in src;
 

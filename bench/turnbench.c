@@ -32,6 +32,9 @@
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 #define SETUP_S     30.0
 
@@ -54,6 +57,9 @@ usage(FILE *out)
 "  --window N              flat out: at most N datagrams in flight (0: no\n"
 "                          limit, the server's socket overflows)\n"
 "  --no-gso                never use UDP_SEGMENT\n"
+"  --no-gro                receive one datagram per message (no UDP_GRO):\n"
+"                          on loopback the relay then pays for splitting\n"
+"                          its GSO sends for the tool's sockets\n"
 "  --cpu-pid PID           relay process whose tree CPU is measured\n"
 "  --cpus MASK             CPUs (hex mask) whose /proc/stat time is shown\n"
 "  --realm R               realm of the long-term key (firezone)\n"
@@ -123,6 +129,7 @@ parse_args(struct tb_bench *b, int argc, char **argv)
         { "rate", 1, NULL, 'q' }, { "duration", 1, NULL, 't' },
         { "warmup", 1, NULL, 'w' }, { "burst", 1, NULL, 'b' },
         { "budget", 1, NULL, 'B' }, { "no-gso", 0, NULL, 'G' },
+        { "no-gro", 0, NULL, 'O' },
         { "cpu-pid", 1, NULL, 'P' }, { "cpus", 1, NULL, 'c' },
         { "inflight", 1, NULL, 'i' }, { "label", 1, NULL, 'l' },
         { "lifetime", 1, NULL, 'L' }, { "window", 1, NULL, 'W' },
@@ -165,6 +172,7 @@ parse_args(struct tb_bench *b, int argc, char **argv)
         case 'b': b->burst = atoi(optarg); break;
         case 'B': b->budget = atoi(optarg); break;
         case 'G': b->gso = 0; break;
+        case 'O': b->gro = 0; break;
         case 'P': b->cpu_pid = atoi(optarg); break;
         case 'c': b->cpu_mask = strtoull(optarg, NULL, 16); break;
         case 'i': b->inflight = atoi(optarg); break;
@@ -200,7 +208,7 @@ open_peer(struct tb_bench *b)
 {
     struct epoll_event ev;
     socklen_t          len = sizeof(b->peer_addr);
-    int                size = 4 << 20, seg = 0;
+    int                size = 4 << 20, seg = 0, one = 1;
 
     b->peer_fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
         0);
@@ -223,6 +231,10 @@ open_peer(struct tb_bench *b)
     if (b->gso && setsockopt(b->peer_fd, SOL_UDP, UDP_SEGMENT, &seg,
         sizeof(seg)) != 0)
         b->gso = 0;
+    /* GRO likewise (Linux 5.0+); the flows' sockets follow. */
+    if (b->gro && setsockopt(b->peer_fd, SOL_UDP, UDP_GRO, &one,
+        sizeof(one)) != 0)
+        b->gro = 0;
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN;
     ev.data.u32 = TB_EV_PEER;
@@ -304,9 +316,9 @@ static void
 print_head(const struct tb_bench *b)
 {
     printf("{\"tool\":\"turnbench\",\"label\":\"%s\",\"mode\":\"%s\","
-        "\"raw\":%d,\"flows\":%d,\"gso\":%d,\"setup_failed\":%llu,"
+        "\"raw\":%d,\"flows\":%d,\"gso\":%d,\"gro\":%d,\"setup_failed\":%llu,"
         "\"last_error\":%d", b->label ? b->label : "", b->mode, b->raw,
-        b->nflows, b->gso, (unsigned long long)b->setup_failed,
+        b->nflows, b->gso, b->gro, (unsigned long long)b->setup_failed,
         b->last_error);
 }
 
@@ -448,6 +460,7 @@ main(int argc, char **argv)
     b.burst = 16;
     b.budget = 256;
     b.gso = 1;
+    b.gro = 1;
     b.inflight = 64;
     b.peer_fd = -1;
     if (parse_args(&b, argc, argv) != 0 || init(&b) != 0)

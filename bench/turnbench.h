@@ -90,6 +90,7 @@ struct tb_bench {
     int                 budget;     /* flat out: datagrams per loop turn */
     int                 window;     /* flat out: datagrams in flight, 0 any */
     int                 gso;
+    int                 gro;        /* receive sockets take UDP_GRO */
     int                 cpu_pid;
     uint64_t            cpu_mask;
     int                 inflight;   /* concurrent set-up transactions */
