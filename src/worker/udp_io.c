@@ -521,12 +521,14 @@ tx_link(struct udp_tx *tx, unsigned k)
         y = &tx->ent[tx->flow[f].first];
         if (y->fd == x->fd && addr_eq(&y->remote, &x->remote) &&
             same_local(&y->local, &x->local)) {
+            x->flow = (uint16_t)f;
             tx->ent[tx->flow[f].last].next = (uint16_t)k;
             tx->flow[f].last = (uint16_t)k;
             return;
         }
     }
     f = tx->nflow++;
+    x->flow = (uint16_t)f;
     tx->fgen[h] = tx->gen;
     tx->fidx[h] = (uint16_t)f;
     tx->flow[f].first = tx->flow[f].last = (uint16_t)k;
@@ -546,23 +548,47 @@ tx_add(struct worker *w, int fd, uint8_t *nogso, const struct turn_cmd *cmd,
     int with_local)
 {
     struct udp_tx  *tx = w->tx;
-    struct tx_ent  *x;
+    struct tx_ent  *x, *prev;
     unsigned        iovn = 0;
+    int             local = with_local &&
+        cmd->path.local.family == cmd->path.remote.family &&
+        !addr_is_unspecified(&cmd->path.local);
 
     if (tx->n == WORKER_QCMDS)
         tx_flush(w);
     x = &tx->ent[tx->n];
+    x->fd = fd;
+    x->nogso = nogso;
+    prev = tx->n > 0 ? x - 1 : NULL;
+    if (prev != NULL && prev->fd == fd &&
+        addr_eq(&prev->remote, &cmd->path.remote) &&
+        (local ? same_local(&prev->local, &cmd->path.local) :
+        prev->local.family == ADDR_NONE)) {
+        /* Same flow as the datagram before (the common case: a run from
+         * one sender): no conversion, no hashing. */
+        memcpy(&x->to, &prev->to, prev->tolen);
+        x->tolen = prev->tolen;
+        x->remote = prev->remote;
+        x->local = prev->local;
+        x->flow = prev->flow;
+        x->next = TX_END;
+        prev->next = (uint16_t)tx->n;
+        tx->flow[x->flow].last = (uint16_t)tx->n;
+        tx->n++;
+        goto payload;
+    }
     if (fd < 0 || (x->tolen = addr_to_sockaddr(&cmd->path.remote,
         &x->to)) == 0) {
         TURN_STAT_INC(w->stats->dropped[TURN_DROP_SEND_ERROR]);
         return;
     }
     x->remote = cmd->path.remote;
-    if (with_local && cmd->path.local.family == cmd->path.remote.family &&
-        !addr_is_unspecified(&cmd->path.local))
+    if (local)
         x->local = cmd->path.local;
     else
         x->local.family = ADDR_NONE;
+    tx_link(tx, tx->n++);
+payload:
     if (cmd->hdrlen > 0) {
         x->iov[iovn].iov_base = (void *)cmd->hdr;
         x->iov[iovn++].iov_len = cmd->hdrlen;
@@ -573,9 +599,6 @@ tx_add(struct worker *w, int fd, uint8_t *nogso, const struct turn_cmd *cmd,
     }
     x->iovn = (uint16_t)iovn;
     x->len = (uint32_t)(cmd->hdrlen + cmd->paylen);
-    x->fd = fd;
-    x->nogso = nogso;
-    tx_link(tx, tx->n++);
 }
 
 static int

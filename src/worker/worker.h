@@ -96,6 +96,7 @@ struct tx_ent {
     uint32_t                len;
     uint16_t                iovn;
     uint16_t                next;       /* of the same flow, or TX_END */
+    uint16_t                flow;       /* index in udp_tx.flow */
 };
 
 /* The datagrams of one (socket, destination, source), in command order. */
