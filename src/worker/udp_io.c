@@ -32,6 +32,9 @@
 
 #define RX_SLOT (WORKER_BUFSZ + WORKER_HEADROOM)
 
+_Static_assert(TX_HSLOTS >= 2 * WORKER_QCMDS, "send hash at most half full");
+_Static_assert(WORKER_QCMDS < TX_END, "entry indexes fit in 16 bits");
+
 #ifndef SOL_UDP
 #define SOL_UDP 17
 #endif
@@ -485,7 +488,7 @@ tx_flush(struct worker *w)
 static unsigned
 tx_sock_of(struct udp_tx *tx, int fd)
 {
-    uint32_t h = hash_fd(fd) >> 22;     /* 10 bits: TX_HSLOTS */
+    uint32_t h = hash_fd(fd) >> (32 - TX_HBITS);
     unsigned s;
 
     for (;; h = (h + 1) & (TX_HSLOTS - 1)) {

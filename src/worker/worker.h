@@ -30,7 +30,8 @@
 #define WORKER_CALLS        8           /* recvmmsg calls per callback */
 #define WORKER_BUFSZ        65535       /* SPEC §2.11.4 */
 #define WORKER_HEADROOM     4
-#define WORKER_QCMDS        512         /* commands per queue flush */
+#define WORKER_QCMDS        4096        /* commands per queue flush: one
+                                           recvmmsg of GRO runs (64 x 64) */
 #define WORKER_QARENA       (96 * 1024)
 #define WORKER_TICK_MS      1000        /* timer at least this often */
 #define WORKER_PORTS        65536
@@ -81,7 +82,8 @@ struct udp_rx {
 
 #define TX_GSO_SEGS         64          /* datagrams per GSO send */
 #define TX_GSO_BYTES        65000       /* bytes per GSO send */
-#define TX_HSLOTS           1024        /* > 2 x WORKER_QCMDS, power of 2 */
+#define TX_HBITS            13
+#define TX_HSLOTS           (1u << TX_HBITS)    /* >= 2 x WORKER_QCMDS */
 #define TX_END              0xffff
 
 /* One gathered datagram. */
