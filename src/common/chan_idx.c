@@ -1,11 +1,18 @@
 /* chan_idx.c - a worker's hot-path channel index; see chan_idx.h.
  *
- * Two open-addressing tables with linear probing, one per key, each sized
- * once to a power of two at most 3/4 full.  A deletion shifts the later
- * members of its probe run back into the hole (no tombstones), so lookups
- * stay as short after a week of churn as on the first day.  Each entry
- * keeps its 32-bit hash: probes compare it before the key, and shifts
- * never recompute SipHash. */
+ * Two open-addressing tables with linear probing, one per key, always of
+ * the same power-of-two size and at most 3/4 full.  A deletion shifts the
+ * later members of its probe run back into the hole (no tombstones), so
+ * lookups stay as short after a week of churn as on the first day.  Each
+ * entry keeps its 32-bit hash: probes compare it before the key, and
+ * neither shifts nor growth recompute SipHash.
+ *
+ * The tables start at CHAN_IDX_MIN_SIZE entries and double, by rehashing
+ * into new ones, when an add would fill them beyond 3/4; a worker holding
+ * few channels so keeps a few pages, not tables for limits.max_channels
+ * (8 MiB at the default).  Growth happens in chan_idx_add() and
+ * chan_idx_reserve() only, which the core calls on the control path; if
+ * the memory cannot be had the old tables stay as they were. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +39,7 @@ struct chan_idx {
     struct ci_table     by_client;
     struct ci_table     by_peer;
     uint32_t            cap, count;
+    uint32_t            max_size;   /* the size for cap: no growth beyond */
     struct siphash_key  key;
 };
 
@@ -53,7 +61,7 @@ hash_key(const struct chan_idx *ci, const struct addr *a, uint16_t k16)
 }
 
 /* Position of the key, or CHAN_IDX_NONE.  Ends: a table always has an
- * empty entry (cap < size). */
+ * empty entry (fits() keeps count below its size). */
 static uint32_t
 table_find(const struct ci_table *t, uint32_t h, const struct addr *a,
     uint16_t k16)
@@ -70,19 +78,30 @@ table_find(const struct ci_table *t, uint32_t h, const struct addr *a,
     return CHAN_IDX_NONE;
 }
 
+/* Stores e in the first empty entry of its probe run. */
+static void
+table_put(struct ci_table *t, const struct ci_ent *e)
+{
+    uint32_t i;
+
+    for (i = e->hash & t->mask; t->e[i].chan != CHAN_IDX_NONE;
+        i = (i + 1) & t->mask)
+        ;
+    t->e[i] = *e;
+}
+
 static void
 table_insert(struct ci_table *t, uint32_t h, const struct addr *a,
     uint16_t k16, uint32_t chan)
 {
-    uint32_t i;
+    struct ci_ent e;
 
-    for (i = h & t->mask; t->e[i].chan != CHAN_IDX_NONE;
-        i = (i + 1) & t->mask)
-        ;
-    t->e[i].hash = h;
-    t->e[i].chan = chan;
-    t->e[i].addr = *a;
-    t->e[i].k16 = k16;
+    memset(&e, 0, sizeof(e));
+    e.hash = h;
+    e.chan = chan;
+    e.addr = *a;
+    e.k16 = k16;
+    table_put(t, &e);
 }
 
 /* Empties entry i, then moves back each later member of the run that may
@@ -112,28 +131,79 @@ table_clear(struct ci_table *t)
         t->e[i].chan = CHAN_IDX_NONE;
 }
 
+/* A table of size entries, all empty, or NULL. */
+static struct ci_ent *
+table_alloc(uint32_t size)
+{
+    struct ci_ent *e = calloc(size, sizeof(*e));
+
+    if (e != NULL)
+        for (uint32_t i = 0; i < size; i++)
+            e[i].chan = CHAN_IDX_NONE;
+    return e;
+}
+
+/* Moves every entry of t into the empty table ne of size entries. */
+static void
+table_move(struct ci_table *t, struct ci_ent *ne, uint32_t size)
+{
+    struct ci_table nt = { ne, size - 1 };
+
+    for (uint32_t i = 0; i <= t->mask; i++)
+        if (t->e[i].chan != CHAN_IDX_NONE)
+            table_put(&nt, &t->e[i]);
+    free(t->e);
+    *t = nt;
+}
+
+/* Rehashes both tables into tables of size entries (a power of two that
+ * holds the count).  Returns 0, or RLY_ERR_FULL with nothing changed. */
+static int
+resize(struct chan_idx *ci, uint32_t size)
+{
+    struct ci_ent *c = table_alloc(size), *p = table_alloc(size);
+
+    if (c == NULL || p == NULL) {
+        free(c);
+        free(p);
+        return RLY_ERR_FULL;
+    }
+    table_move(&ci->by_client, c, size);
+    table_move(&ci->by_peer, p, size);
+    return 0;
+}
+
+/* Whether n entries leave a table of size entries at most 3/4 full; the
+ * largest size always fits, as cap < 3/4 of it. */
+static int
+fits(const struct chan_idx *ci, uint32_t size, uint32_t n)
+{
+    return size >= ci->max_size || n <= size - size / 4;
+}
+
 struct chan_idx *
 chan_idx_new(uint32_t cap, const uint8_t hashkey[16])
 {
     struct chan_idx *ci;
-    uint32_t         size = 4;
+    uint32_t         max = 4;
 
     if (cap > CHAN_IDX_MAX_CAP)
         return NULL;
-    while (size < cap + cap / 3 + 1)
-        size <<= 1;
+    while (max < cap + cap / 3 + 1)
+        max <<= 1;
     if ((ci = calloc(1, sizeof(*ci))) == NULL)
         return NULL;
-    ci->by_client.e = calloc(size, sizeof(struct ci_ent));
-    ci->by_peer.e = calloc(size, sizeof(struct ci_ent));
+    ci->max_size = max;
+    max = max < CHAN_IDX_MIN_SIZE ? max : CHAN_IDX_MIN_SIZE;
+    ci->by_client.e = table_alloc(max);
+    ci->by_peer.e = table_alloc(max);
     if (ci->by_client.e == NULL || ci->by_peer.e == NULL) {
         chan_idx_free(ci);
         return NULL;
     }
-    ci->by_client.mask = ci->by_peer.mask = size - 1;
+    ci->by_client.mask = ci->by_peer.mask = max - 1;
     ci->cap = cap;
     siphash_key_set(&ci->key, hashkey);
-    chan_idx_clear(ci);
     return ci;
 }
 
@@ -161,6 +231,26 @@ chan_idx_count(const struct chan_idx *ci)
     return ci->count;
 }
 
+uint32_t
+chan_idx_size(const struct chan_idx *ci)
+{
+    return ci->by_client.mask + 1;
+}
+
+int
+chan_idx_reserve(struct chan_idx *ci, uint32_t n)
+{
+    uint32_t size = chan_idx_size(ci);
+
+    if (n > ci->cap)
+        return RLY_ERR_FULL;
+    if (fits(ci, size, n))
+        return 0;
+    while (!fits(ci, size, n))
+        size <<= 1;
+    return resize(ci, size);
+}
+
 int
 chan_idx_add(struct chan_idx *ci, uint32_t chan,
     const struct addr *client, uint16_t number,
@@ -174,7 +264,8 @@ chan_idx_add(struct chan_idx *ci, uint32_t chan,
     if (table_find(&ci->by_client, hc, client, number) != CHAN_IDX_NONE ||
         table_find(&ci->by_peer, hp, peer, port) != CHAN_IDX_NONE)
         return RLY_ERR_EXISTS;
-    if (ci->count >= ci->cap)
+    if (ci->count >= ci->cap ||
+        chan_idx_reserve(ci, ci->count + 1) != 0)
         return RLY_ERR_FULL;
     table_insert(&ci->by_client, hc, client, number, chan);
     table_insert(&ci->by_peer, hp, peer, port, chan);

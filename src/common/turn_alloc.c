@@ -450,6 +450,12 @@ turn_core_adopt(struct turn_core *core, turn_ms_t now, struct turn_cmdq *out)
             atab_unlock(core->tab);
             continue;
         }
+        /* Room in the channel index first, so that the allocation is
+         * adopted whole or not at all: without memory the worker exits
+         * and its successor tries again. */
+        if (chan_idx_reserve(core->ci,
+                chan_idx_count(core->ci) + a->nchans) != 0)
+            return RLY_ERR_NOMEM;
         core->owned++;
         core->pend[idx] = (struct turn_pend){ .kind = TURN_PEND_ADOPT };
         turn_timer_set(&core->alloc_timer, idx, a->expiry);

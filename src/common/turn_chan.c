@@ -55,6 +55,8 @@ turn_chan_adopt(struct turn_core *core, uint32_t chan)
     struct atab_chan  *c = atab_chan_at(core->tab, chan);
     struct atab_alloc *a = atab_alloc_at(core->tab, c->alloc);
 
+    /* The caller reserved room (chan_idx_reserve), so this cannot fail
+     * for want of memory. */
     (void)chan_idx_add(core->ci, chan, &a->client, c->number, a->port,
         &c->peer);
     turn_timer_set(&core->chan_timer, chan, turn_chan_deadline(c));
@@ -92,6 +94,7 @@ bind_locked(struct turn_core *core, struct turn_req *req, uint16_t number,
     struct atab_alloc *a;
     struct atab_chan  *c;
     uint32_t           aidx, byp, byn, chan;
+    int                rc;
     uint8_t            fam = peer->family == ADDR_V4 ? ATAB_FAM_V4 :
         ATAB_FAM_V6;
     turn_ms_t          now = req->now;
@@ -141,10 +144,15 @@ bind_locked(struct turn_core *core, struct turn_req *req, uint16_t number,
             now + CHAN_LIFETIME_MS, &chan) != 0)
         return 508;
     c = atab_chan_at(core->tab, chan);
-    if (chan_idx_add(core->ci, chan, &a->client, number, a->port, peer) != 0) {
+    if ((rc = chan_idx_add(core->ci, chan, &a->client, number, a->port,
+            peer)) != 0) {
+        atab_chan_release(core->tab, chan);
+        /* No memory to grow the index: like a full table, the bindings
+         * held stay as they are. */
+        if (rc == RLY_ERR_FULL)
+            return 508;
         /* Never abort on what a client can provoke: refuse the bind. */
         log_warn(&core->log, "channel index out of step with the table");
-        atab_chan_release(core->tab, chan);
         return 500;
     }
     turn_timer_set(&core->chan_timer, chan, c->expiry);

@@ -104,7 +104,10 @@ turn_ms_t turn_core_next_deadline(const struct turn_core *core);
  * worker slot (SPEC §8): LIVE ones get a RELAY_OPEN (on failure: deleted,
  * logged at warn, counted in allocations_lost), OPENING and DELETED ones are
  * released; the local channel index is rebuilt.  Returns 0 when done, 1 when
- * the queue filled (flush and call again). */
+ * the queue filled (flush and call again), RLY_ERR_NOMEM when the channel
+ * index cannot grow for the next allocation's channels (that allocation
+ * and the rest stay in the table, untouched, for the next worker), or
+ * RLY_ERR_CORRUPT. */
 int turn_core_adopt(struct turn_core *core, turn_ms_t now,
     struct turn_cmdq *out);
 

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <netinet/udp.h>
+#include <sys/epoll.h>
 
 #include "master/log.h"
 #include "rly_err.h"
@@ -228,20 +229,21 @@ udp_io_listen_cb(evutil_socket_t fd, short what, void *arg)
     timer_update(w);
 }
 
-void
-udp_io_relay_cb(evutil_socket_t fd, short what, void *arg)
+/* Reads one relay socket, named by port and family: a flush may close the
+ * port, or close it and open it again for another allocation, so each call
+ * looks the socket up afresh. */
+static void
+relay_read(struct worker *w, uint16_t port, int fam)
 {
-    struct relay_sock  *rs = arg;
-    struct relay_port  *rp = rs->rp;
-    struct worker      *w = rp->w;
-    struct atab_ref     ref = rp->ref;
-    uint16_t            port = rp->port;
-    enum turn_drop      drop;
+    enum turn_drop drop;
 
     for (int call = 0; call < WORKER_CALLS && !w->stopping; call++) {
-        int n = recv_batch(w, fd, 0);
+        const struct relay_port *rp = &w->ports[port];
+        struct atab_ref          ref = rp->ref;
+        int                      n;
 
-        if (n <= 0)
+        if (!rp->open || rp->fd[fam] < 0 ||
+            (n = recv_batch(w, rp->fd[fam], 0)) <= 0)
             break;
         worker_clock(w);
         worker_between_batches(w);
@@ -265,11 +267,26 @@ udp_io_relay_cb(evutil_socket_t fd, short what, void *arg)
             } while (left > 0 && !w->stopping);
         }
         udp_io_flush(w);
-        /* A flush may have closed this very socket (rs is then freed). */
-        if (n < WORKER_BATCH || w->ports[port] == NULL ||
-            (w->ports[port]->s[0].fd != fd && w->ports[port]->s[1].fd != fd))
+        if (n < WORKER_BATCH)
             break;
     }
+}
+
+/* The epoll set is level-triggered, like libevent's own events: a socket
+ * left readable is reported again on the next round. */
+void
+udp_io_relay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker      *w = arg;
+    struct epoll_event  ev[RELAY_EVENTS];
+    int                 n;
+
+    do {
+        n = epoll_wait(fd, ev, RELAY_EVENTS, 0);
+    } while (n < 0 && errno == EINTR);
+    for (int i = 0; i < n && !w->stopping; i++)
+        relay_read(w, RELAY_EV_PORT(ev[i].data.u32),
+            RELAY_EV_FAM(ev[i].data.u32));
     timer_update(w);
 }
 
@@ -666,12 +683,12 @@ execute(struct worker *w)
         }
         case TURN_CMD_SEND_PEER: {
             int                 fam = fam_of(&c->path.remote);
-            struct relay_port  *rp = w->ports[c->port];
+            struct relay_port  *rp = &w->ports[c->port];
 
-            if (rp == NULL)
+            if (!rp->open)
                 tx_add(w, -1, NULL, c, 0);
             else
-                tx_add(w, rp->s[fam].fd, &rp->s[fam].nogso, c, 0);
+                tx_add(w, rp->fd[fam], &rp->nogso[fam], c, 0);
             break;
         }
         case TURN_CMD_RELAY_OPEN:

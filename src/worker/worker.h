@@ -38,21 +38,23 @@
 
 struct worker;
 
-/* One relay socket: a family of one relay port. */
-struct relay_sock {
-    int                 fd;             /* -1 when not open */
-    struct event       *ev;
-    struct relay_port  *rp;
-    uint8_t             nogso;          /* a GSO send failed with EIO */
+/* The relay sockets of one allocation: an entry of the worker's array
+ * indexed by port.  A held allocation costs this entry and its kernel
+ * sockets, nothing on the heap and no libevent event: the sockets sit in
+ * the worker's own epoll set (relay.c).  An all-zero entry (never
+ * touched, so never faulted in) is a port that is not ours. */
+struct relay_port {
+    struct atab_ref     ref;
+    int                 fd[2];          /* RT_FAM_V4, RT_FAM_V6; -1: none */
+    uint8_t             open;           /* the port is ours */
+    uint8_t             nogso[2];       /* a GSO send failed with EIO */
 };
 
-/* The relay sockets of one allocation, indexed by port. */
-struct relay_port {
-    struct worker      *w;
-    struct atab_ref     ref;
-    uint16_t            port;
-    struct relay_sock   s[2];           /* RT_FAM_V4, RT_FAM_V6 */
-};
+/* A relay socket's epoll data: its port and family (RT_FAM_*). */
+#define RELAY_EV_DATA(port, fam)    ((uint32_t)(port) << 1 | (uint32_t)(fam))
+#define RELAY_EV_PORT(d)            ((uint16_t)((d) >> 1))
+#define RELAY_EV_FAM(d)             ((int)((d) & 1))
+#define RELAY_EVENTS                64  /* ready sockets per epoll_wait */
 
 /* A relay-open result waiting to be reported to the core. */
 struct relay_result {
@@ -156,7 +158,9 @@ struct worker {
     struct event           *lev[2];
     struct event           *sigterm, *timer;
 
-    struct relay_port     **ports;      /* WORKER_PORTS entries */
+    struct relay_port      *ports;      /* WORKER_PORTS entries */
+    int                     repfd;      /* epoll set of the relay sockets */
+    struct event           *rev;        /* repfd readable */
     struct relay_result     pending[2 * WORKER_QCMDS];
     unsigned                npending;
 
@@ -193,7 +197,8 @@ void worker_fatal(struct worker *w, const char *what, int rc);
 /* udp_io.c */
 int udp_io_init(struct worker *w);
 void udp_io_fini(struct worker *w);
-/* Event callbacks: arg is the worker (listen) or the relay_sock. */
+/* Event callbacks; arg is the worker.  The relay one is for the epoll set
+ * of the relay sockets (fd is w->repfd) and reads each ready socket. */
 void udp_io_listen_cb(evutil_socket_t fd, short what, void *arg);
 void udp_io_relay_cb(evutil_socket_t fd, short what, void *arg);
 /* Carries out and resets the queue, then reports relay-open results to the
@@ -207,10 +212,12 @@ void udp_io_room(struct worker *w);
 void udp_io_gro_on(struct worker *w, int fd);
 
 /* relay.c */
+/* The port array and the epoll set, registered with the event base (which
+ * must exist).  Returns 0 or -1. */
 int relay_init(struct worker *w);
 void relay_fini(struct worker *w);     /* closes every relay socket */
-/* Binds relay sockets on port for families (ATAB_FAM_*) and registers
- * them.  Returns 0, or -1 with errno set (nothing left open). */
+/* Binds relay sockets on port for families (ATAB_FAM_*) and adds them to
+ * the epoll set.  Returns 0, or -1 with errno set (nothing left open). */
 int relay_open(struct worker *w, uint16_t port, uint8_t families,
     struct atab_ref ref);
 void relay_close(struct worker *w, uint16_t port);

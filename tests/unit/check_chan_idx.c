@@ -1,5 +1,6 @@
 /* check_chan_idx.c - the worker's local channel index: both keys, limits,
- * churn against a reference array, per-client channel numbers (C49). */
+ * growth (up to the cap, and when memory runs out), churn against a
+ * reference array, per-client channel numbers (C49). */
 #include <check.h>
 #include <stdio.h>
 #include <string.h>
@@ -167,6 +168,183 @@ START_TEST(test_chan_idx_clear)
 }
 END_TEST
 
+/* --- Growth --- */
+
+/* The keys of channel i: distinct clients, numbers, ports and peers, IPv4
+ * and IPv6 mixed. */
+static void
+key_of(uint32_t i, struct addr *client, uint16_t *number, uint16_t *port,
+    struct addr *peer)
+{
+    uint8_t ip[16] = { 0x20, 0x01, 0x0d, 0xb8 };
+
+    ip[12] = (uint8_t)(i >> 8);
+    ip[13] = (uint8_t)i;
+    if (i % 3 == 0)
+        addr_set6(client, ip, (uint16_t)(1024 + i % 7));
+    else
+        addr_set4(client, (const uint8_t[4]){ 10, 1, (uint8_t)(i >> 8),
+            (uint8_t)i }, (uint16_t)(1024 + i % 7));
+    *number = (uint16_t)(0x4000 + i % 5);
+    *port = (uint16_t)(49152 + i % 11);
+    addr_set4(peer, (const uint8_t[4]){ 203, 0, (uint8_t)(i >> 8),
+        (uint8_t)i }, 7000);
+}
+
+static int
+add_nth(struct chan_idx *ci, uint32_t i)
+{
+    struct addr c, p;
+    uint16_t    number, port;
+
+    key_of(i, &c, &number, &port, &p);
+    return chan_idx_add(ci, 1000 + i, &c, number, port, &p);
+}
+
+static void
+del_nth(struct chan_idx *ci, uint32_t i)
+{
+    struct addr c, p;
+    uint16_t    number, port;
+
+    key_of(i, &c, &number, &port, &p);
+    chan_idx_del(ci, &c, number, port, &p);
+}
+
+/* Channels from..to-1 are found under both keys (or, gone, under none). */
+static void
+assert_nth(const struct chan_idx *ci, uint32_t from, uint32_t to,
+    int present)
+{
+    for (uint32_t i = from; i < to; i++) {
+        struct addr c, p;
+        uint16_t    number, port;
+        uint32_t    want = present ? 1000 + i : CHAN_IDX_NONE;
+
+        key_of(i, &c, &number, &port, &p);
+        ck_assert_uint_eq(chan_idx_by_client(ci, &c, number), want);
+        ck_assert_uint_eq(chan_idx_by_peer(ci, port, &p), want);
+    }
+}
+
+START_TEST(test_chan_idx_grows)
+{
+    struct chan_idx *ci = chan_idx_new(65536, key);
+    uint32_t         size = CHAN_IDX_MIN_SIZE;
+
+    ck_assert_ptr_nonnull(ci);
+    ck_assert_uint_eq(chan_idx_size(ci), CHAN_IDX_MIN_SIZE);
+    for (uint32_t i = 0; i < 5000; i++) {
+        ck_assert_int_eq(add_nth(ci, i), 0);
+        /* Doubled exactly when the add would have passed 3/4. */
+        if (i + 1 > size - size / 4)
+            size *= 2;
+        ck_assert_uint_eq(chan_idx_size(ci), size);
+    }
+    ck_assert_uint_eq(chan_idx_size(ci), 8192);
+    assert_nth(ci, 0, 5000, 1);
+    /* A key present is refused before any growth is considered. */
+    ck_assert_int_eq(add_nth(ci, 4999), RLY_ERR_EXISTS);
+    /* Deleting never shrinks, and shifts stay right in the grown table. */
+    for (uint32_t i = 0; i < 5000; i += 2)
+        del_nth(ci, i);
+    ck_assert_uint_eq(chan_idx_count(ci), 2500);
+    ck_assert_uint_eq(chan_idx_size(ci), 8192);
+    for (uint32_t i = 0; i < 5000; i++)
+        assert_nth(ci, i, i + 1, i % 2);
+    chan_idx_clear(ci);
+    ck_assert_uint_eq(chan_idx_size(ci), 8192);
+    assert_nth(ci, 0, 5000, 0);
+    chan_idx_free(ci);
+}
+END_TEST
+
+START_TEST(test_chan_idx_grows_to_cap)
+{
+    struct chan_idx *ci = chan_idx_new(100, key);   /* at most 256 */
+
+    ck_assert_ptr_nonnull(ci);
+    for (uint32_t i = 0; i < 100; i++)
+        ck_assert_int_eq(add_nth(ci, i), 0);
+    ck_assert_uint_eq(chan_idx_size(ci), 256);
+    ck_assert_int_eq(add_nth(ci, 100), RLY_ERR_FULL);
+    ck_assert_int_eq(chan_idx_reserve(ci, 101), RLY_ERR_FULL);
+    ck_assert_uint_eq(chan_idx_size(ci), 256);
+    assert_nth(ci, 0, 100, 1);
+    assert_nth(ci, 100, 101, 0);
+    chan_idx_free(ci);
+
+    /* A cap below the first size: the tables start at the largest. */
+    ci = chan_idx_new(3, key);
+    ck_assert_uint_eq(chan_idx_size(ci), 8);
+    chan_idx_free(ci);
+}
+END_TEST
+
+START_TEST(test_chan_idx_reserve)
+{
+    struct chan_idx *ci = chan_idx_new(65536, key);
+
+    ck_assert_int_eq(chan_idx_reserve(ci, 0), 0);
+    ck_assert_int_eq(chan_idx_reserve(ci, 12), 0);  /* 3/4 of 16 */
+    ck_assert_uint_eq(chan_idx_size(ci), 16);
+    for (uint32_t i = 0; i < 10; i++)
+        ck_assert_int_eq(add_nth(ci, i), 0);
+    /* One rehash straight to the size for 1000, keeping the 10. */
+    ck_assert_int_eq(chan_idx_reserve(ci, 1000), 0);
+    ck_assert_uint_eq(chan_idx_size(ci), 2048);
+    assert_nth(ci, 0, 10, 1);
+    for (uint32_t i = 10; i < 1000; i++)
+        ck_assert_int_eq(add_nth(ci, i), 0);
+    ck_assert_uint_eq(chan_idx_size(ci), 2048);     /* no growth since */
+    ck_assert_int_eq(chan_idx_reserve(ci, 65537), RLY_ERR_FULL);
+    ck_assert_int_eq(chan_idx_reserve(ci, 65536), 0);
+    ck_assert_uint_eq(chan_idx_size(ci), 131072);
+    assert_nth(ci, 0, 1000, 1);
+    chan_idx_free(ci);
+}
+END_TEST
+
+/* Out of memory while growing: the add is refused, every channel indexed
+ * before stays found, and the next add with memory grows as usual.  Both
+ * tables' allocations are failed in turn (the first, then the second). */
+START_TEST(test_chan_idx_growth_fails)
+{
+    struct chan_idx *ci;
+
+    fail_calloc(0);
+    ck_assert_ptr_null(chan_idx_new(64, key));
+    fail_calloc(2);                 /* the index, its client table */
+    ck_assert_ptr_null(chan_idx_new(64, key));
+    fail_calloc(-1);
+    ci = chan_idx_new(1000, key);
+    ck_assert_ptr_nonnull(ci);
+    for (uint32_t i = 0; i < 12; i++)
+        ck_assert_int_eq(add_nth(ci, i), 0);
+    for (int ok = 0; ok < 2; ok++) {
+        fail_calloc(ok);
+        ck_assert_int_eq(add_nth(ci, 12), RLY_ERR_FULL);
+        fail_calloc(ok);
+        ck_assert_int_eq(chan_idx_reserve(ci, 100), RLY_ERR_FULL);
+        fail_calloc(-1);
+        ck_assert_uint_eq(chan_idx_count(ci), 12);
+        ck_assert_uint_eq(chan_idx_size(ci), 16);
+        assert_nth(ci, 0, 12, 1);
+        assert_nth(ci, 12, 13, 0);
+    }
+    /* Deletions and adds that need no growth still work meanwhile. */
+    fail_calloc(0);
+    del_nth(ci, 3);
+    ck_assert_int_eq(add_nth(ci, 12), 0);
+    fail_calloc(-1);
+    assert_nth(ci, 3, 4, 0);
+    ck_assert_int_eq(add_nth(ci, 3), 0);
+    ck_assert_uint_eq(chan_idx_size(ci), 32);
+    assert_nth(ci, 0, 13, 1);
+    chan_idx_free(ci);
+}
+END_TEST
+
 /* --- Churn against a reference array --- */
 
 struct ref_chan {
@@ -313,6 +491,10 @@ chan_idx_suite(void)
     tcase_add_test(tc, test_chan_idx_same_number_other_client);
     tcase_add_test(tc, test_chan_idx_ignores_unused_bytes);
     tcase_add_test(tc, test_chan_idx_clear);
+    tcase_add_test(tc, test_chan_idx_grows);
+    tcase_add_test(tc, test_chan_idx_grows_to_cap);
+    tcase_add_test(tc, test_chan_idx_reserve);
+    tcase_add_test(tc, test_chan_idx_growth_fails);
     tcase_add_loop_test(tc, test_chan_idx_churn, 0,
         (int)(sizeof(churn_caps) / sizeof(churn_caps[0])));
     suite_add_tcase(s, tc);

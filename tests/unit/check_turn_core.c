@@ -2152,6 +2152,139 @@ START_TEST(test_respawn_lost_port_counts)
 }
 END_TEST
 
+/* --- The channel index grows on the control path ------------------- */
+
+static const char *
+peer_n(int i)
+{
+    static char buf[32];
+
+    snprintf(buf, sizeof(buf), "203.0.113.%d:%d", 1 + i % 200, 1 + i / 200);
+    return buf;
+}
+
+/* Binds channels 0x4000+from .. 0x4000+to-1 of C to peer_n(). */
+static void
+bind_many(int from, int to, turn_ms_t now)
+{
+    for (int i = from; i < to; i++)
+        ck_assert_uint_eq(bind_at(C, F.u, (uint16_t)(0x4000 + i), peer_n(i),
+            now), 0);
+}
+
+/* Channel i of C relays both ways on relay port 49152. */
+static void
+assert_relays(struct atab_ref ref, int i, turn_ms_t now)
+{
+    uint16_t number = (uint16_t)(0x4000 + i);
+    char     peer[32];
+
+    snprintf(peer, sizeof(peer), "%s", peer_n(i));
+    ck_assert_int_eq(cdata_at(C, number, "ping", now, NULL), 0);
+    assert_to_peer(peer, 49152, "ping");
+    ck_assert_int_eq(peer_at(ref, 49152, peer, "pong", now, NULL), 0);
+    assert_to_client(C, number, "pong");
+}
+
+START_TEST(test_channel_index_grows)
+{
+    struct atab_ref ref;
+    uint32_t        allocs, chans;
+
+    fx_up(R4, 0);
+    ref = alloc_at(C, 3600, 0);
+    bind_many(0, 100, 0);              /* the index doubles three times */
+    counts(&allocs, &chans);
+    ck_assert_uint_eq(chans, 100);
+    for (int i = 0; i < 100; i += 11)
+        assert_relays(ref, i, 1);
+    assert_relays(ref, 99, 1);
+}
+END_TEST
+
+/* No memory to grow the index: the new channel gets 508 and leaves no
+ * slot behind; the bindings held keep relaying and can be refreshed. */
+START_TEST(test_channel_bind_508_when_index_cannot_grow)
+{
+    struct atab_ref ref;
+    uint32_t        allocs, chans;
+
+    fx_up(R4, 0);
+    ref = alloc_at(C, 3600, 0);
+    bind_many(0, 12, 0);               /* 3/4 of the first 16 entries */
+    fail_calloc(0);
+    ck_assert_uint_eq(bind_at(C, F.u, 0x4000 + 12, peer_n(12), 1), 508);
+    ck_assert_ptr_null(find_cmd(TURN_CMD_CHAN_BOUND));
+    ck_assert_uint_eq(bind_at(C, F.u, 0x4000 + 5, peer_n(5), 2), 0);
+    fail_calloc(-1);
+    counts(&allocs, &chans);
+    ck_assert_uint_eq(chans, 12);
+    ck_assert_int_eq(atab_check(F.tab), 0);
+    for (int i = 0; i < 12; i++)
+        assert_relays(ref, i, 3);
+    ck_assert_int_eq(cdata_at(C, 0x4000 + 12, "x", 3, NULL), RLY_ERR_DROP);
+    /* With memory again the same bind succeeds. */
+    ck_assert_uint_eq(bind_at(C, F.u, 0x4000 + 12, peer_n(12), 4), 0);
+    assert_relays(ref, 12, 5);
+}
+END_TEST
+
+/* A new worker's index starts small and grows as it adopts. */
+START_TEST(test_adoption_grows_channel_index)
+{
+    struct atab_ref ref;
+
+    fx_up(R4, 0);
+    ref = alloc_at(C, 3600, 0);
+    bind_many(0, 60, 0);
+    turn_core_free(F.core);
+    F.core = turn_core_new(&F.conf, F.tab);
+    ck_assert_ptr_nonnull(F.core);
+    turn_cmdq_reset(&F.q);
+    ck_assert_int_eq(turn_core_adopt(F.core, 5000, &F.q), 0);
+    ck_assert_int_eq(open_relays(1, 5000), 1);
+    for (int i = 0; i < 60; i += 7)
+        assert_relays(ref, i, 5001);
+    assert_relays(ref, 59, 5001);
+}
+END_TEST
+
+/* Adoption without memory for the index: RLY_ERR_NOMEM (the worker exits)
+ * and the allocation stays in the table, channels included, for the next
+ * worker, which adopts it whole. */
+START_TEST(test_adoption_without_memory_leaves_table)
+{
+    struct atab_ref ref;
+    uint32_t        allocs, chans;
+
+    fx_up(R4, 0);
+    ref = alloc_at(C, 3600, 0);
+    bind_many(0, 20, 0);
+    turn_core_free(F.core);
+    F.core = turn_core_new(&F.conf, F.tab);
+    ck_assert_ptr_nonnull(F.core);
+    turn_cmdq_reset(&F.q);
+    fail_calloc(0);
+    ck_assert_int_eq(turn_core_adopt(F.core, 5000, &F.q), RLY_ERR_NOMEM);
+    fail_calloc(-1);
+    ck_assert_uint_eq(F.q.n, 0);
+    ck_assert_uint_eq(turn_core_owned(F.core), 0);
+    counts(&allocs, &chans);
+    ck_assert_uint_eq(allocs, 1);
+    ck_assert_uint_eq(chans, 20);
+    ck_assert_int_eq(atab_alloc_state(atab_alloc_at(F.tab, ref.idx)),
+        ATAB_A_LIVE);
+    ck_assert_int_eq(atab_check(F.tab), 0);
+    turn_core_free(F.core);
+    F.core = turn_core_new(&F.conf, F.tab);
+    ck_assert_ptr_nonnull(F.core);
+    ck_assert_int_eq(turn_core_adopt(F.core, 6000, &F.q), 0);
+    ck_assert_int_eq(open_relays(1, 6000), 1);
+    for (int i = 0; i < 20; i++)
+        assert_relays(ref, i, 6001);
+}
+END_TEST
+
 static void
 small_table(void)
 {
@@ -2334,6 +2467,10 @@ turn_core_suite(void)
     tcase_add_test(tc, test_respawned_worker_adopts_allocations);
     tcase_add_test(tc, test_respawn_lost_port_counts);
     tcase_add_test(tc, test_channel_table_full_508);
+    tcase_add_test(tc, test_channel_index_grows);
+    tcase_add_test(tc, test_channel_bind_508_when_index_cannot_grow);
+    tcase_add_test(tc, test_adoption_grows_channel_index);
+    tcase_add_test(tc, test_adoption_without_memory_leaves_table);
     tcase_add_test(tc, test_allocation_table_full_508);
     tcase_add_test(tc, test_timer_run_resumes_when_queue_full);
     tcase_add_test(tc, test_reload_policy);

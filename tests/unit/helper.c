@@ -6,6 +6,29 @@
 #include "helper.h"
 #include "rly_err.h"
 
+/* --- fail_calloc() --- */
+
+static int calloc_left = -1;
+
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+
+void *
+__wrap_calloc(size_t n, size_t size)
+{
+    if (calloc_left == 0)
+        return NULL;
+    if (calloc_left > 0)
+        calloc_left--;
+    return __real_calloc(n, size);
+}
+
+void
+fail_calloc(int n)
+{
+    calloc_left = n;
+}
+
 int
 rand_zero(void *ud, uint8_t *buf, size_t len)
 {

@@ -22,6 +22,13 @@ int rand_count(void *ud, uint8_t *buf, size_t len);
 /* rly_rand_fn that always fails (failure paths). */
 int rand_fail(void *ud, uint8_t *buf, size_t len);
 
+/* Allocation failures (nghttp2's failmalloc): check_common is linked with
+ * -Wl,--wrap=calloc, so every calloc() made by src/common or the tests
+ * comes here.  After fail_calloc(n), n more calls succeed and every later
+ * one returns NULL, until fail_calloc(-1) (the default) lets all through.
+ * Library code (OpenSSL, libc itself) is not affected. */
+void fail_calloc(int n);
+
 /* Decodes hex (whitespace ignored) into out; returns the byte count, or
  * (size_t)-1 on bad input or overflow. */
 size_t hex2bin(const char *hex, uint8_t *out, size_t cap);
