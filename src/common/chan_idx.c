@@ -33,6 +33,7 @@ struct ci_ent {
 struct ci_table {
     struct ci_ent  *e;
     uint32_t        mask;
+    uint32_t        hint;       /* position of the last hit, or any */
 };
 
 struct chan_idx {
@@ -147,7 +148,7 @@ table_alloc(uint32_t size)
 static void
 table_move(struct ci_table *t, struct ci_ent *ne, uint32_t size)
 {
-    struct ci_table nt = { ne, size - 1 };
+    struct ci_table nt = { ne, size - 1, 0 };
 
     for (uint32_t i = 0; i <= t->mask; i++)
         if (t->e[i].chan != CHAN_IDX_NONE)
@@ -291,22 +292,32 @@ chan_idx_del(struct chan_idx *ci, const struct addr *client,
     ci->count--;
 }
 
-uint32_t
-chan_idx_by_client(const struct chan_idx *ci, const struct addr *client,
-    uint16_t number)
+/* The channel under the key in t, trying the last hit's position first. */
+static uint32_t
+lookup(const struct chan_idx *ci, struct ci_table *t, const struct addr *a,
+    uint16_t k16)
 {
-    uint32_t i = table_find(&ci->by_client, hash_key(ci, client, number),
-        client, number);
+    const struct ci_ent *e = &t->e[t->hint & t->mask];
+    uint32_t             i;
 
-    return i == CHAN_IDX_NONE ? CHAN_IDX_NONE : ci->by_client.e[i].chan;
+    if (e->chan != CHAN_IDX_NONE && e->k16 == k16 && addr_eq(&e->addr, a))
+        return e->chan;
+    i = table_find(t, hash_key(ci, a, k16), a, k16);
+    if (i == CHAN_IDX_NONE)
+        return CHAN_IDX_NONE;
+    t->hint = i;
+    return t->e[i].chan;
 }
 
 uint32_t
-chan_idx_by_peer(const struct chan_idx *ci, uint16_t port,
-    const struct addr *peer)
+chan_idx_by_client(struct chan_idx *ci, const struct addr *client,
+    uint16_t number)
 {
-    uint32_t i = table_find(&ci->by_peer, hash_key(ci, peer, port), peer,
-        port);
+    return lookup(ci, &ci->by_client, client, number);
+}
 
-    return i == CHAN_IDX_NONE ? CHAN_IDX_NONE : ci->by_peer.e[i].chan;
+uint32_t
+chan_idx_by_peer(struct chan_idx *ci, uint16_t port, const struct addr *peer)
+{
+    return lookup(ci, &ci->by_peer, peer, port);
 }

@@ -54,10 +54,14 @@ int chan_idx_add(struct chan_idx *ci, uint32_t chan,
 void chan_idx_del(struct chan_idx *ci, const struct addr *client,
     uint16_t number, uint16_t port, const struct addr *peer);
 
-/* The channel, or CHAN_IDX_NONE.  O(1) expected; no allocation. */
-uint32_t chan_idx_by_client(const struct chan_idx *ci,
-    const struct addr *client, uint16_t number);
-uint32_t chan_idx_by_peer(const struct chan_idx *ci, uint16_t port,
+/* The channel, or CHAN_IDX_NONE.  O(1) expected; no allocation.  Each
+ * table remembers where its last lookup hit: a lookup for the same key
+ * again (the datagrams of one run, one after another) compares that entry
+ * first and skips the hash.  The hint is a position, checked against the
+ * key every time, so no change to the tables can make it wrong. */
+uint32_t chan_idx_by_client(struct chan_idx *ci, const struct addr *client,
+    uint16_t number);
+uint32_t chan_idx_by_peer(struct chan_idx *ci, uint16_t port,
     const struct addr *peer);
 
 #endif

@@ -213,7 +213,7 @@ del_nth(struct chan_idx *ci, uint32_t i)
 
 /* Channels from..to-1 are found under both keys (or, gone, under none). */
 static void
-assert_nth(const struct chan_idx *ci, uint32_t from, uint32_t to,
+assert_nth(struct chan_idx *ci, uint32_t from, uint32_t to,
     int present)
 {
     for (uint32_t i = from; i < to; i++) {
@@ -400,7 +400,7 @@ ref_clash(const struct ref_chan *ref, size_t n, const struct ref_chan *r)
 }
 
 static void
-check_against_ref(const struct chan_idx *ci, const struct ref_chan *ref,
+check_against_ref(struct chan_idx *ci, const struct ref_chan *ref,
     size_t n)
 {
     uint32_t used = 0;
@@ -416,6 +416,69 @@ check_against_ref(const struct chan_idx *ci, const struct ref_chan *ref,
     }
     ck_assert_uint_eq(chan_idx_count(ci), used);
 }
+
+/* The last-hit hint (chan_idx.h): a repeated lookup is answered from the
+ * remembered position only while that entry still holds the key, through
+ * deletion, backward shifts into the position, re-adding and growth. */
+START_TEST(test_chan_idx_hint)
+{
+    struct chan_idx *ci = chan_idx_new(64, key);
+    struct addr      c[40], p[40];
+    char             s[64];
+
+    ck_assert_ptr_nonnull(ci);
+    for (int i = 0; i < 40; i++) {
+        snprintf(s, sizeof(s), "198.51.100.%d:5000", i + 1);
+        c[i] = A(s);
+        snprintf(s, sizeof(s), "203.0.113.%d:7000", i + 1);
+        p[i] = A(s);
+    }
+    /* 12 channels in a 16-entry table: probe runs, so deletions shift. */
+    for (int i = 0; i < 12; i++)
+        ck_assert_int_eq(chan_idx_add(ci, (uint32_t)i, &c[i], 0x4000,
+            (uint16_t)(50000 + i), &p[i]), 0);
+    ck_assert_uint_eq(chan_idx_size(ci), 16);
+    for (int i = 0; i < 12; i++) {
+        /* Hit, hit again from the hint; then delete: gone at once, from
+         * either key, although the hint still points at its old place. */
+        ck_assert_uint_eq(chan_idx_by_client(ci, &c[i], 0x4000), i);
+        ck_assert_uint_eq(chan_idx_by_client(ci, &c[i], 0x4000), i);
+        ck_assert_uint_eq(chan_idx_by_peer(ci, (uint16_t)(50000 + i),
+            &p[i]), i);
+        chan_idx_del(ci, &c[i], 0x4000, (uint16_t)(50000 + i), &p[i]);
+        ck_assert_uint_eq(chan_idx_by_client(ci, &c[i], 0x4000),
+            CHAN_IDX_NONE);
+        ck_assert_uint_eq(chan_idx_by_peer(ci, (uint16_t)(50000 + i),
+            &p[i]), CHAN_IDX_NONE);
+        /* Whatever shifted into the hole is still found as itself. */
+        for (int j = i + 1; j < 12; j++) {
+            ck_assert_uint_eq(chan_idx_by_client(ci, &c[j], 0x4000), j);
+            ck_assert_uint_eq(chan_idx_by_peer(ci, (uint16_t)(50000 + j),
+                &p[j]), j);
+        }
+        /* The same key again, now for another channel. */
+        ck_assert_int_eq(chan_idx_add(ci, (uint32_t)(100 + i), &c[i],
+            0x4000, (uint16_t)(50000 + i), &p[i]), 0);
+        ck_assert_uint_eq(chan_idx_by_client(ci, &c[i], 0x4000), 100 + i);
+        ck_assert_uint_eq(chan_idx_by_peer(ci, (uint16_t)(50000 + i),
+            &p[i]), 100 + i);
+    }
+    /* Growth moves every entry; the hint is then a stale position. */
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c[5], 0x4000), 105);
+    for (int i = 12; i < 40; i++)
+        ck_assert_int_eq(chan_idx_add(ci, (uint32_t)(100 + i), &c[i],
+            0x4000, (uint16_t)(50000 + i), &p[i]), 0);
+    ck_assert_uint_gt(chan_idx_size(ci), 16);
+    for (int i = 0; i < 40; i++) {
+        ck_assert_uint_eq(chan_idx_by_client(ci, &c[i], 0x4000), 100 + i);
+        ck_assert_uint_eq(chan_idx_by_client(ci, &c[i], 0x4001),
+            CHAN_IDX_NONE);
+    }
+    chan_idx_clear(ci);
+    ck_assert_uint_eq(chan_idx_by_client(ci, &c[39], 0x4000), CHAN_IDX_NONE);
+    chan_idx_free(ci);
+}
+END_TEST
 
 static const uint32_t churn_caps[] = { 1, 5, 24, 200 };
 
@@ -435,6 +498,8 @@ START_TEST(test_chan_idx_churn)
         uint32_t found;
 
         random_chan(&s, &r);
+        if (next_rand(&s) % 4 == 0 && ref[slot].client.family != ADDR_NONE)
+            r = ref[slot];      /* a key held, or held before (hints) */
         switch (next_rand(&s) % 3) {
         case 0:                                 /* add */
             want = ref_clash(ref, cap, &r) ? RLY_ERR_EXISTS :
@@ -467,6 +532,14 @@ START_TEST(test_chan_idx_churn)
             }
             ck_assert_uint_eq(chan_idx_by_client(ci, &r.client, r.number),
                 found);
+            for (size_t i = 0, n = found == CHAN_IDX_NONE; i < cap && n == 0;
+                i++) {
+                if (ref[i].used && ref[i].chan == found) {
+                    ck_assert_uint_eq(chan_idx_by_peer(ci, ref[i].port,
+                        &ref[i].peer), found);
+                    n = 1;
+                }
+            }
             break;
         }
         ck_assert_uint_eq(chan_idx_count(ci), count);
@@ -495,6 +568,7 @@ chan_idx_suite(void)
     tcase_add_test(tc, test_chan_idx_grows_to_cap);
     tcase_add_test(tc, test_chan_idx_reserve);
     tcase_add_test(tc, test_chan_idx_growth_fails);
+    tcase_add_test(tc, test_chan_idx_hint);
     tcase_add_loop_test(tc, test_chan_idx_churn, 0,
         (int)(sizeof(churn_caps) / sizeof(churn_caps[0])));
     suite_add_tcase(s, tc);
