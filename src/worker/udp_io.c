@@ -8,8 +8,12 @@
  * a run of one sender's datagrams of one size, the last possibly shorter,
  * with the size in a UDP_GRO control message: it is split back into its
  * datagrams in place.  Each datagram goes to the core with the batch's
- * `now`; the commands it queues are
- * carried out in order after the batch, or earlier when the queue fills.
+ * `now`; the commands it queues are carried out in order at the end of
+ * the callback, or earlier when the queue or the receive slots run out: a
+ * slot stays taken until the commands pointing into it are carried out,
+ * so the relay callback reads every ready relay socket before one flush
+ * (their datagrams for clients then leave the listen socket together).
+ * The queue is empty whenever a callback returns.
  * Sends are gathered and grouped per socket (one sendmmsg per socket and
  * flush) and, within a socket, per destination and source address in
  * command order; a run of datagrams of one size in such a flow leaves as one
@@ -32,6 +36,7 @@
 #include "worker/worker.h"
 
 #define RX_SLOT (WORKER_BUFSZ + WORKER_HEADROOM)
+#define RX_MIN_FREE 16      /* fewer free receive slots: flush first */
 
 _Static_assert(TX_HSLOTS >= 2 * WORKER_QCMDS, "send hash at most half full");
 _Static_assert(WORKER_QCMDS < TX_END, "entry indexes fit in 16 bits");
@@ -112,15 +117,27 @@ udp_io_fini(struct worker *w)
     w->tx = NULL;
 }
 
-/* One recvmmsg into the receive slots.  Returns the count, 0 when nothing
- * is waiting. */
+/* The first receive slot free for the next recvmmsg.  Slots stay taken
+ * until the commands that point into them are carried out, so that sends
+ * can wait for the datagrams of several sockets (one sendmmsg for them
+ * all); with fewer than RX_MIN_FREE free, this flushes first. */
+static unsigned
+rx_room(struct worker *w)
+{
+    if (WORKER_BATCH - w->rx->used < RX_MIN_FREE)
+        udp_io_flush(w);
+    return w->rx->used;
+}
+
+/* One recvmmsg into the free receive slots from base on.  Returns the
+ * count, 0 when nothing is waiting; the caller marks the slots used. */
 static int
-recv_batch(struct worker *w, int fd, int pktinfo)
+recv_batch(struct worker *w, int fd, int pktinfo, unsigned base)
 {
     struct udp_rx *rx = w->rx;
     int            n;
 
-    for (int i = 0; i < WORKER_BATCH; i++) {
+    for (unsigned i = base; i < WORKER_BATCH; i++) {
         struct msghdr *h = &rx->msg[i].msg_hdr;
 
         h->msg_name = &rx->from[i];
@@ -133,7 +150,8 @@ recv_batch(struct worker *w, int fd, int pktinfo)
         h->msg_flags = 0;
     }
     do {
-        n = recvmmsg(fd, rx->msg, WORKER_BATCH, MSG_DONTWAIT, NULL);
+        n = recvmmsg(fd, rx->msg + base, WORKER_BATCH - base, MSG_DONTWAIT,
+            NULL);
     } while (n < 0 && errno == EINTR);
     return n < 0 ? 0 : n;
 }
@@ -196,13 +214,14 @@ udp_io_listen_cb(evutil_socket_t fd, short what, void *arg)
     enum turn_drop  drop;
 
     for (int call = 0; call < WORKER_CALLS && !w->stopping; call++) {
-        int n = recv_batch(w, fd, 1);
+        unsigned base = rx_room(w);
+        int      n = recv_batch(w, fd, 1, base);
 
         if (n <= 0)
             break;
         worker_clock(w);
         worker_between_batches(w);
-        for (int i = 0; i < n && !w->stopping; i++) {
+        for (unsigned i = base; i < base + (unsigned)n && !w->stopping; i++) {
             struct msghdr   *h = &w->rx->msg[i].msg_hdr;
             struct addr_path path;
             const uint8_t   *p = h->msg_iov->iov_base;
@@ -222,10 +241,13 @@ udp_io_listen_cb(evutil_socket_t fd, short what, void *arg)
                 left -= len;
             } while (left > 0 && !w->stopping);
         }
-        udp_io_flush(w);
-        if (n < WORKER_BATCH)
+        /* A flush on the way (a full queue) freed slots below base; the
+         * ones of this batch are taken either way. */
+        w->rx->used = base + (unsigned)n;
+        if (n < WORKER_BATCH - (int)base)
             break;
     }
+    udp_io_flush(w);
     timer_update(w);
 }
 
@@ -238,16 +260,18 @@ relay_read(struct worker *w, uint16_t port, int fam)
     enum turn_drop drop;
 
     for (int call = 0; call < WORKER_CALLS && !w->stopping; call++) {
+        unsigned                 base = rx_room(w);
         const struct relay_port *rp = &w->ports[port];
         struct atab_ref          ref = rp->ref;
         int                      n;
 
         if (!rp->open || rp->fd[fam] < 0 ||
-            (n = recv_batch(w, rp->fd[fam], 0)) <= 0)
+            (n = recv_batch(w, rp->fd[fam], 0, base)) <= 0)
             break;
         worker_clock(w);
         worker_between_batches(w);
-        for (int i = 0; i < n && !w->stopping; i++) {
+        for (unsigned i = base; i < base + (unsigned)n && !w->stopping;
+            i++) {
             struct msghdr  *h = &w->rx->msg[i].msg_hdr;
             struct addr     peer;
             const uint8_t  *p = h->msg_iov->iov_base;
@@ -266,8 +290,8 @@ relay_read(struct worker *w, uint16_t port, int fam)
                 left -= len;
             } while (left > 0 && !w->stopping);
         }
-        udp_io_flush(w);
-        if (n < WORKER_BATCH)
+        w->rx->used = base + (unsigned)n;
+        if (n < WORKER_BATCH - (int)base)
             break;
     }
 }
@@ -287,6 +311,9 @@ udp_io_relay_cb(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < n && !w->stopping; i++)
         relay_read(w, RELAY_EV_PORT(ev[i].data.u32),
             RELAY_EV_FAM(ev[i].data.u32));
+    /* The sends of all the sockets read, together: the peers' datagrams
+     * for clients leave the listen socket in one sendmmsg. */
+    udp_io_flush(w);
     timer_update(w);
 }
 
@@ -732,6 +759,7 @@ udp_io_flush(struct worker *w)
         turn_cmdq_reset(&w->q);
         report_pending(w);
     } while ((w->q.n > 0 || w->npending > 0) && !w->fatal);
+    w->rx->used = 0;    /* nothing queued points into a slot any more */
 }
 
 void

@@ -79,6 +79,8 @@ struct udp_rx {
         struct cmsghdr      align;
     } ctl[WORKER_BATCH];
     uint8_t                *data;       /* WORKER_BATCH slots */
+    unsigned                used;       /* slots queued commands may still
+                                           point into: [0, used) */
     int                     gro;        /* UDP_GRO works here */
 };
 
