@@ -3,9 +3,9 @@
  * The tools are independent of the relay's code: a minimal TURN client
  * (Allocate with the 401/nonce dance, ChannelBind, Refresh), long-term
  * credentials, a latency histogram, process CPU and memory sampling from
- * /proc, and the payload every benchmark datagram carries.  Loopback only:
- * every address the tools send to is one the caller gave, and bench/run
- * gives 127.0.0.1. */
+ * /proc, and the payload every benchmark datagram carries.  Every address
+ * the tools send to is one the caller gave: 127.0.0.1 from bench/run,
+ * addresses in network namespaces from bench/xdp_bench.py. */
 #ifndef TB_H
 #define TB_H
 
@@ -142,6 +142,10 @@ int tb_lt_key(const char *user, const char *realm, const char *password,
 /* utime+stime ticks of pid and all its descendants (threads included), or
  * 0 when pid is 0 or gone. */
 uint64_t tb_proc_tree_ticks(int pid);
+
+/* utime+stime ticks of the single process or thread pid (no descendants),
+ * or 0 when it is gone. */
+uint64_t tb_pid_ticks(int pid);
 
 /* Busy and total ticks over all CPUs from /proc/stat (busy = total - idle
  * - iowait); cpus is a bit mask of the CPUs to count, 0 for the "cpu"

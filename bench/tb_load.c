@@ -68,6 +68,8 @@ tb_cpu_sample(const struct tb_bench *b, struct tb_cpu *c)
     struct rusage ru;
 
     c->relay_ticks = tb_proc_tree_ticks(b->cpu_pid);
+    for (int i = 0; i < b->nextra; i++)
+        c->extra_ticks[i] = tb_pid_ticks(b->extra_pid[i]);
     tb_stat_ticks(0, &c->all_busy, &c->all_total);
     if (b->cpu_mask != 0)
         tb_stat_ticks(b->cpu_mask, &c->set_busy, &c->set_total);

@@ -96,16 +96,20 @@ tb_flow_open(struct tb_bench *b, struct tb_flow *f)
     setsockopt(f->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
     if (b->gro)
         setsockopt(f->fd, SOL_UDP, TB_UDP_GRO, &one, sizeof(one));
-    if (b->server.sin_addr.s_addr == htonl(0x7f000001)) {
+    if (b->client_hosts > 0 ||
+        b->server.sin_addr.s_addr == htonl(0x7f000001)) {
         struct sockaddr_in src;
 
-        /* Every socket gets its own loopback address (127.x.y.z), so that
-         * no client socket ever repeats an earlier one's address and port:
-         * a server may keep a deleted allocation's session for a while
-         * (coturn answers 437 to a new Allocate from the same 5-tuple). */
+        /* Every socket gets its own address (127.x.y.z, or one of
+         * --client-net's), so that no client socket ever repeats an
+         * earlier one's address and port: a server may keep a deleted
+         * allocation's session for a while (coturn answers 437 to a new
+         * Allocate from the same 5-tuple). */
         memset(&src, 0, sizeof(src));
         src.sin_family = AF_INET;
-        src.sin_addr.s_addr = htonl(next_loopback(b));
+        src.sin_addr.s_addr = htonl(b->client_hosts > 0 ?
+            b->client_net + 1 + b->ip_seq++ % b->client_hosts :
+            next_loopback(b));
         if (bind(f->fd, (struct sockaddr *)&src, sizeof(src)) != 0) {
             fprintf(stderr, "turnbench: bind: %s\n", strerror(errno));
             close(f->fd);

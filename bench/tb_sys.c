@@ -176,6 +176,21 @@ mark_tree(const struct proc_ent *v, int n, int pid, char *in)
 }
 
 uint64_t
+tb_pid_ticks(int pid)
+{
+    char                path[64], buf[1024], *p;
+    unsigned long long  ut, st;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    if (pid <= 0 || read_small(path, buf, sizeof(buf)) < 0 ||
+        (p = strrchr(buf, ')')) == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+        "%llu %llu", &ut, &st) != 2)
+        return 0;
+    return ut + st;
+}
+
+uint64_t
 tb_proc_tree_ticks(int pid)
 {
     struct proc_ent *v = NULL;

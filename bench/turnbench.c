@@ -12,9 +12,13 @@
  *   hold   open allocations up to each count of --holds and report the
  *          memory of the relay process tree and the kernel's sockets.
  * With --raw ADDR the server is the bundled forwarder (udpfwd), ADDR its
- * peer side, and no TURN is spoken.  One JSON line goes to stdout. */
+ * peer side, and no TURN is spoken.  One JSON line goes to stdout.
+ * --peer-bind and --client-net place the peer and the clients on
+ * addresses other than loopback (bench/xdp_bench.py: network
+ * namespaces). */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/udp.h>
@@ -62,10 +66,16 @@ usage(FILE *out)
 "                          its GSO sends for the tool's sockets\n"
 "  --cpu-pid PID           relay process whose tree CPU is measured\n"
 "  --cpus MASK             CPUs (hex mask) whose /proc/stat time is shown\n"
+"  --cpu-extra PID,...     processes or threads (at most %d, each alone, no\n"
+"                          descendants) whose CPU is reported one by one\n"
 "  --realm R               realm of the long-term key (firezone)\n"
 "  --inflight N            concurrent set-up transactions (64)\n"
-"  --label TEXT            copied into the JSON output\n",
-        TB_MIN_PAYLOAD, TB_MAX_PAYLOAD);
+"  --label TEXT            copied into the JSON output\n"
+"  --peer-bind IP          the peer socket's address (127.0.0.1)\n"
+"  --client-net NET/LEN    bind each client socket to its own address of\n"
+"                          NET (default: 127.x.y.z if the server is\n"
+"                          127.0.0.1, else the kernel's choice)\n",
+        TB_MIN_PAYLOAD, TB_MAX_PAYLOAD, TB_EXTRA_PIDS);
 }
 
 static int
@@ -116,6 +126,32 @@ add_cred(struct tb_bench *b, const char *user, const char *password)
     return 0;
 }
 
+/* "a.b.c.d/len" (len 8-30) into b->client_net and b->client_hosts (the
+ * addresses between the network and broadcast addresses).  0 or -1. */
+static int
+parse_net(struct tb_bench *b, const char *s)
+{
+    char            host[32];
+    const char     *slash = strchr(s, '/');
+    char           *end;
+    long            len;
+    struct in_addr  a;
+    uint32_t        mask;
+
+    if (slash == NULL || (size_t)(slash - s) >= sizeof(host))
+        return -1;
+    memcpy(host, s, (size_t)(slash - s));
+    host[slash - s] = '\0';
+    len = strtol(slash + 1, &end, 10);
+    if (*end != '\0' || len < 8 || len > 30 ||
+        inet_pton(AF_INET, host, &a) != 1)
+        return -1;
+    mask = ~0u << (32 - len);
+    b->client_net = ntohl(a.s_addr) & mask;
+    b->client_hosts = ~mask - 1;
+    return 0;
+}
+
 static int
 parse_args(struct tb_bench *b, int argc, char **argv)
 {
@@ -133,6 +169,8 @@ parse_args(struct tb_bench *b, int argc, char **argv)
         { "cpu-pid", 1, NULL, 'P' }, { "cpus", 1, NULL, 'c' },
         { "inflight", 1, NULL, 'i' }, { "label", 1, NULL, 'l' },
         { "lifetime", 1, NULL, 'L' }, { "window", 1, NULL, 'W' },
+        { "peer-bind", 1, NULL, 'A' }, { "client-net", 1, NULL, 'N' },
+        { "cpu-extra", 1, NULL, 'X' },
         { "help", 0, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -179,6 +217,27 @@ parse_args(struct tb_bench *b, int argc, char **argv)
         case 'l': b->label = optarg; break;
         case 'L': b->lifetime = atoi(optarg); break;
         case 'W': b->window = atoi(optarg); break;
+        case 'A':
+            if (inet_pton(AF_INET, optarg, &b->peer_bind) != 1)
+                return -1;
+            break;
+        case 'N':
+            if (parse_net(b, optarg) != 0)
+                return -1;
+            break;
+        case 'X':
+            for (const char *p = optarg; *p != '\0'; p += *p == ',') {
+                char *end;
+                long  pid = strtol(p, &end, 10);
+
+                if (end == p || pid <= 0 || b->nextra == TB_EXTRA_PIDS)
+                    return -1;
+                b->extra_pid[b->nextra++] = (int)pid;
+                p = end;
+                if (*p != ',' && *p != '\0')
+                    return -1;
+            }
+            break;
         case 'h': usage(stdout); exit(0);
         default: return -1;
         }
@@ -222,7 +281,7 @@ open_peer(struct tb_bench *b)
         setsockopt(b->peer_fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
     memset(&b->peer_addr, 0, sizeof(b->peer_addr));
     b->peer_addr.sin_family = AF_INET;
-    b->peer_addr.sin_addr.s_addr = htonl(0x7f000001);
+    b->peer_addr.sin_addr = b->peer_bind;
     if (bind(b->peer_fd, (struct sockaddr *)&b->peer_addr,
         sizeof(b->peer_addr)) != 0 ||
         getsockname(b->peer_fd, (struct sockaddr *)&b->peer_addr, &len) != 0)
@@ -301,7 +360,8 @@ print_dir(const char *name, const struct tb_dirstat *d, uint64_t sent)
 }
 
 static void
-print_cpu(const struct tb_cpu *s, const struct tb_cpu *e, double win)
+print_cpu(const struct tb_bench *b, const struct tb_cpu *s,
+    const struct tb_cpu *e, double win)
 {
     double relay = ticks_s(e->relay_ticks - s->relay_ticks);
     double all = ticks_s(e->all_busy - s->all_busy);
@@ -310,6 +370,13 @@ print_cpu(const struct tb_cpu *s, const struct tb_cpu *e, double win)
     printf(",\"window_s\":%.4f,\"relay_cpu_s\":%.3f,\"sys_cpu_s\":%.3f,"
         "\"set_cpu_s\":%.3f,\"tool_cpu_s\":%.3f", win, relay, all, set,
         e->self_s - s->self_s);
+    if (b->nextra > 0) {
+        printf(",\"extra_cpu_s\":[");
+        for (int i = 0; i < b->nextra; i++)
+            printf("%s%.3f", i ? "," : "",
+                ticks_s(e->extra_ticks[i] - s->extra_ticks[i]));
+        printf("]");
+    }
 }
 
 static void
@@ -355,7 +422,7 @@ run_load(struct tb_bench *b)
     printf(",\"dir\":\"%s\",\"size\":%d,\"rate\":%.0f,\"window\":%d,"
         "\"setup_s\":%.3f,\"cleanup_failed\":%d", dirs[b->dir], b->size,
         b->rate, b->window, setup_s, cleanup_failed);
-    print_cpu(&s, &e, win);
+    print_cpu(b, &s, &e, win);
     printf(",\"tool_drops\":%llu", (unsigned long long)b->tool_drops);
     printf(",\"pkts\":%llu,\"pps\":%.0f,\"mbps\":%.2f,"
         "\"pps_per_cpu\":%.0f,\"mbps_per_cpu\":%.2f",
@@ -386,7 +453,7 @@ run_churn(struct tb_bench *b)
     tb_cpu_sample(b, &e);
     relay = ticks_s(e.relay_ticks - s.relay_ticks);
     print_head(b);
-    print_cpu(&s, &e, win);
+    print_cpu(b, &s, &e, win);
     printf(",\"allocs\":%llu,\"allocs_per_s\":%.1f,"
         "\"relay_cpu_ms_per_alloc\":%.4f}\n", (unsigned long long)n,
         n / win, n > 0 ? relay * 1000 / (double)n : 0.0);
@@ -463,6 +530,7 @@ main(int argc, char **argv)
     b.gro = 1;
     b.inflight = 64;
     b.peer_fd = -1;
+    b.peer_bind.s_addr = htonl(0x7f000001);
     if (parse_args(&b, argc, argv) != 0 || init(&b) != 0)
         return 2;
     if (strcmp(b.mode, "churn") == 0)

@@ -15,6 +15,8 @@
 
 #include "tb.h"
 
+#define TB_EXTRA_PIDS   32          /* --cpu-extra */
+
 enum tb_dir { TB_C2P = 1, TB_P2C = 2, TB_BOTH = 3 };
 
 enum tb_fstate {
@@ -92,10 +94,15 @@ struct tb_bench {
     int                 gso;
     int                 gro;        /* receive sockets take UDP_GRO */
     int                 cpu_pid;
+    int                 extra_pid[TB_EXTRA_PIDS];   /* --cpu-extra */
+    int                 nextra;
     uint64_t            cpu_mask;
     int                 inflight;   /* concurrent set-up transactions */
     int                 lifetime;   /* LIFETIME asked in Allocate, 0 none */
     uint32_t            tag;        /* makes salts unique per run */
+    struct in_addr      peer_bind;  /* the peer socket's address */
+    uint32_t            client_net; /* --client-net: network, host order */
+    uint32_t            client_hosts;   /* its host addresses, 0 unset */
 
     /* state */
     int                 ep;
@@ -157,6 +164,7 @@ int tb_raw_hello(struct tb_bench *b);
  * own CPU seconds. */
 struct tb_cpu {
     uint64_t    relay_ticks;
+    uint64_t    extra_ticks[TB_EXTRA_PIDS];     /* --cpu-extra, each */
     uint64_t    all_busy, all_total;
     uint64_t    set_busy, set_total;
     double      self_s;         /* this process, user + system */
