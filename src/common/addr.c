@@ -31,18 +31,6 @@ ip_len(const struct addr *a)
     return a->family == ADDR_V4 ? 4 : 16;
 }
 
-int
-addr_ip_eq(const struct addr *a, const struct addr *b)
-{
-    return a->family == b->family && a->family != ADDR_NONE &&
-        memcmp(a->ip, b->ip, ip_len(a)) == 0;
-}
-
-int
-addr_eq(const struct addr *a, const struct addr *b)
-{
-    return a->port == b->port && addr_ip_eq(a, b);
-}
 
 char *
 addr_format_ip(const struct addr *a, char *buf, size_t size)

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 
@@ -38,10 +39,33 @@ struct addr_path {
 void addr_set4(struct addr *a, const uint8_t ip[4], uint16_t port);
 void addr_set6(struct addr *a, const uint8_t ip[16], uint16_t port);
 
+/* Equal family and IP, ports ignored (only the 4 bytes of an IPv4 address
+ * count).  Inline: the data path compares addresses several times per
+ * datagram, and fixed-size loads beat a call to memcmp(). */
+static inline int
+addr_ip_eq(const struct addr *a, const struct addr *b)
+{
+    uint64_t x[2], y[2];
+    uint32_t u, v;
+
+    if (a->family != b->family || a->family == ADDR_NONE)
+        return 0;
+    if (a->family == ADDR_V4) {
+        memcpy(&u, a->ip, 4);
+        memcpy(&v, b->ip, 4);
+        return u == v;
+    }
+    memcpy(x, a->ip, 16);
+    memcpy(y, b->ip, 16);
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+}
+
 /* Equal family, IP and port. */
-int addr_eq(const struct addr *a, const struct addr *b);
-/* Equal family and IP, ports ignored. */
-int addr_ip_eq(const struct addr *a, const struct addr *b);
+static inline int
+addr_eq(const struct addr *a, const struct addr *b)
+{
+    return a->port == b->port && addr_ip_eq(a, b);
+}
 
 /* "192.0.2.1:3478" or "[2001:db8::1]:3478" into buf (ADDR_STRLEN bytes is
  * always enough).  Returns buf. */

@@ -66,18 +66,6 @@ turn_dir_name(enum turn_dir d)
     return d == TURN_DIR_C2P ? "client_to_peer" : "peer_to_client";
 }
 
-void
-turn_stats_relayed(struct turn_stats *s, enum turn_dir d, size_t paylen)
-{
-    size_t bucket = paylen == 0 ? 0 : (paylen - 1) / 100;
-
-    if (bucket >= TURN_HIST_BUCKETS - 1)
-        bucket = TURN_HIST_BUCKETS - 1;
-    TURN_STAT_INC(s->relayed_packets[d]);
-    TURN_STAT_ADD(s->relayed_bytes[d], paylen);
-    TURN_STAT_INC(s->size_hist[bucket]);
-    TURN_STAT_ADD(s->size_sum, paylen);
-}
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 

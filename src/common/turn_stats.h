@@ -8,6 +8,7 @@
 #ifndef RLY_TURN_STATS_H
 #define RLY_TURN_STATS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum turn_drop {
@@ -80,8 +81,20 @@ struct turn_stats {
         (uint64_t)(n), __ATOMIC_RELAXED)
 #define TURN_STAT_INC(field) TURN_STAT_ADD(field, 1)
 
-/* Counts one relayed datagram of paylen payload bytes in direction d. */
-void turn_stats_relayed(struct turn_stats *s, enum turn_dir d, size_t paylen);
+/* Counts one relayed datagram of paylen payload bytes in direction d
+ * (inline: once per relayed datagram). */
+static inline void
+turn_stats_relayed(struct turn_stats *s, enum turn_dir d, size_t paylen)
+{
+    size_t bucket = paylen == 0 ? 0 : (paylen - 1) / 100;
+
+    if (bucket >= TURN_HIST_BUCKETS - 1)
+        bucket = TURN_HIST_BUCKETS - 1;
+    TURN_STAT_INC(s->relayed_packets[d]);
+    TURN_STAT_ADD(s->relayed_bytes[d], paylen);
+    TURN_STAT_INC(s->size_hist[bucket]);
+    TURN_STAT_ADD(s->size_sum, paylen);
+}
 
 /* Adds src into dst (the master's sum over workers).  Reads src with
  * relaxed atomic loads. */
