@@ -26,7 +26,9 @@ enum turn_cmd_kind {
      * socket of its family, with source address path.local. */
     TURN_CMD_SEND_CLIENT = 0,
     /* Send payload to path.remote (a peer) from the relay socket of port
-     * `port` for the peer's family. */
+     * `port` for the peer's family.  With nseg > 1 it is a run of nseg
+     * datagrams (turn_core_on_client_run()): datagram k is paylen bytes at
+     * payload + k * stride, the last lastlen bytes (<= paylen). */
     TURN_CMD_SEND_PEER,
     /* Bind relay sockets on `port` for `families` (ATAB_FAM_*) for
      * allocation ref, then report with turn_core_on_relay_opened(). */
@@ -51,6 +53,9 @@ struct turn_cmd {
     const uint8_t      *payload;    /* paylen bytes, in the caller's input */
     size_t              hdrlen;
     size_t              paylen;
+    size_t              lastlen;    /* nseg > 1: the last datagram's */
+    uint16_t            nseg;       /* 0 or 1: one datagram */
+    uint16_t            stride;
 };
 
 struct turn_cmdq {

@@ -473,6 +473,74 @@ turn_core_on_client(struct turn_core *core, const struct addr_path *path,
     return turn_core_drop(core, TURN_DROP_MALFORMED, drop);
 }
 
+/* Extends c, the run command last queued, by the datagram at d when it is
+ * ChannelData on the same channel with a payload no longer than the run's
+ * and in its place (c->stride after the one before), and the run is open
+ * (no shorter one yet) and has room.  Returns 1 when extended. */
+static int
+run_extend(struct turn_core *core, struct turn_cmd *c, const uint8_t *d,
+    size_t len)
+{
+    const uint8_t   *payload;
+    size_t           paylen;
+    uint16_t         number;
+    unsigned         n = c->nseg > 1 ? c->nseg : 1;
+
+    if (c->lastlen < c->paylen || n >= TURN_RUN_MAX ||
+        (size_t)(n + 1) * c->paylen > TURN_RUN_BYTES)
+        return 0;
+    if (len == 0 || d[0] < 0x40 || d[0] > 0x7F ||
+        chandata_parse(d, len, &number, &payload, &paylen) != 0)
+        return 0;
+    if (number != c->number || paylen == 0 || paylen > c->paylen ||
+        payload != c->payload + (size_t)n * c->stride)
+        return 0;
+    c->nseg = (uint16_t)(n + 1);
+    c->lastlen = paylen;
+    turn_stats_relayed(core->stats, TURN_DIR_C2P, paylen);
+    return 1;
+}
+
+int
+turn_core_on_client_run(struct turn_core *core,
+    const struct addr_path *path, const uint8_t *buf, size_t seg,
+    size_t total, turn_ms_t now, uint64_t wall_s, struct turn_cmdq *out,
+    size_t *used)
+{
+    struct turn_cmd *run = NULL;
+    size_t           off = 0;
+    enum turn_drop   drop;
+
+    if (seg == 0 || seg > UINT16_MAX)
+        seg = total;            /* not a run: one datagram */
+    while (off < total && (off == 0 || turn_cmdq_room(out))) {
+        const uint8_t *d = buf + off;
+        size_t         len = total - off < seg ? total - off : seg;
+        size_t         n0 = out->n;
+        int            rc;
+
+        off += len;
+        if (run != NULL && run_extend(core, run, d, len))
+            continue;
+        run = NULL;
+        rc = turn_core_on_client(core, path, d, len, now, wall_s, out, &drop);
+        if (rc != 0 && rc != RLY_ERR_DROP) {
+            *used = off;
+            return rc;
+        }
+        if (rc == 0 && out->n == n0 + 1 &&
+            out->cmd[n0].kind == TURN_CMD_SEND_PEER &&
+            out->cmd[n0].hdrlen == 0 && out->cmd[n0].paylen > 0 &&
+            total > seg) {
+            run = &out->cmd[n0];
+            run->stride = (uint16_t)seg;
+            run->lastlen = run->paylen;
+        }
+    }
+    *used = off;
+    return 0;
+}
+
 int
 turn_core_on_timer(struct turn_core *core, turn_ms_t now,
     struct turn_cmdq *out)

@@ -74,8 +74,26 @@ int turn_core_on_client(struct turn_core *core, const struct addr_path *path,
     const uint8_t *buf, size_t len, turn_ms_t now, uint64_t wall_s,
     struct turn_cmdq *out, enum turn_drop *drop);
 
+/* A run of datagrams from one client (a UDP GRO message): datagrams of
+ * seg bytes one after another at buf, total bytes in all, the last
+ * possibly shorter.  The same as turn_core_on_client() for each datagram
+ * in turn (commands, counters, drops), except that consecutive ChannelData
+ * relayed on one channel with one payload length (the last may be
+ * shorter) become one SEND_PEER command with nseg > 1, of at most
+ * TURN_RUN_MAX datagrams and TURN_RUN_BYTES payload bytes (what one GSO
+ * send can carry).  The channel and allocation checks are made for the
+ * first datagram of such a command; the rest share the batch's `now`.
+ * Processes datagrams while the queue has room for another core call,
+ * at least one; *used says how many bytes.  Returns 0, or a fatal code. */
+#define TURN_RUN_MAX        64
+#define TURN_RUN_BYTES      65000
+int turn_core_on_client_run(struct turn_core *core,
+    const struct addr_path *path, const uint8_t *buf, size_t seg,
+    size_t total, turn_ms_t now, uint64_t wall_s, struct turn_cmdq *out,
+    size_t *used);
+
 /* A datagram from peer on relay port `port` of allocation ref.  Same
- * returns as above. */
+ * returns as turn_core_on_client(). */
 int turn_core_on_peer(struct turn_core *core, struct atab_ref ref,
     uint16_t port, const struct addr *peer, const uint8_t *buf, size_t len,
     turn_ms_t now, struct turn_cmdq *out, enum turn_drop *drop);

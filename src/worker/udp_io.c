@@ -39,6 +39,8 @@
 #define RX_MIN_FREE 16      /* fewer free receive slots: flush first */
 
 _Static_assert(TX_HSLOTS >= 2 * WORKER_QCMDS, "send hash at most half full");
+_Static_assert(TURN_RUN_MAX <= TX_GSO_SEGS && TURN_RUN_BYTES <= TX_GSO_BYTES,
+    "a run of the core is one GSO send");
 _Static_assert(WORKER_QCMDS < TX_END, "entry indexes fit in 16 bits");
 
 #ifndef SOL_UDP
@@ -231,14 +233,21 @@ udp_io_listen_cb(evutil_socket_t fd, short what, void *arg)
                 h->msg_namelen) != 0)
                 continue;
             seg = rx_meta(w, h, fam, &path.local);
-            do {        /* each datagram of a GRO message, or the one */
-                uint32_t len = seg > 0 && seg < left ? seg : left;
+            if (seg == 0 || seg >= left) {
+                udp_io_room(w);
+                check_core(w, turn_core_on_client(w->core, &path, p, left,
+                    w->now, w->wall, &w->q, &drop), "client datagram");
+                continue;
+            }
+            do {        /* a GRO message: the core takes it as a run */
+                size_t used;
 
                 udp_io_room(w);
-                check_core(w, turn_core_on_client(w->core, &path, p, len,
-                    w->now, w->wall, &w->q, &drop), "client datagram");
-                p += len;
-                left -= len;
+                check_core(w, turn_core_on_client_run(w->core, &path, p,
+                    seg, left, w->now, w->wall, &w->q, &used),
+                    "client datagrams");
+                p += used;
+                left -= (uint32_t)used;
             } while (left > 0 && !w->stopping);
         }
         /* A flush on the way (a full queue) freed slots below base; the
@@ -394,16 +403,37 @@ build_msg(struct udp_tx *tx, unsigned m, unsigned *niov, unsigned e)
 
     for (;;) {
         const struct tx_ent *x = &tx->ent[e];
+        uint32_t             last;
 
-        for (unsigned k = 0; k < x->iovn; k++)
-            tx->iov[(*niov)++] = x->iov[k];
-        bytes += x->len;
-        nseg++;
+        if (x->nseg > 1) {      /* a run of the core: all of it */
+            const uint8_t *base = x->iov[0].iov_base;
+
+            for (unsigned k = 0; k < x->nseg; k++) {
+                tx->iov[*niov].iov_base = (void *)(base + (size_t)k *
+                    x->stride);
+                tx->iov[(*niov)++].iov_len = k + 1 == x->nseg ?
+                    x->lastlen : x->len;
+            }
+            bytes += (x->nseg - 1u) * x->len + x->lastlen;
+            nseg += x->nseg;
+            last = x->lastlen;
+        } else {
+            for (unsigned k = 0; k < x->iovn; k++)
+                tx->iov[(*niov)++] = x->iov[k];
+            bytes += x->len;
+            nseg++;
+            last = x->len;
+        }
         e = x->next;
-        if (!gso || x->len < seg || e == TX_END || nseg == TX_GSO_SEGS)
+        if (!gso || last < seg || e == TX_END || nseg == TX_GSO_SEGS)
             break;
+        /* The next joins whole, or not at all: a datagram no longer than
+         * seg, or a run whose datagrams but the last are seg long. */
         x = &tx->ent[e];
-        if (x->len == 0 || x->len > seg || bytes + x->len > TX_GSO_BYTES)
+        if (x->len == 0 || x->len > seg || (x->nseg > 1 && x->len != seg) ||
+            nseg + x->nseg > TX_GSO_SEGS ||
+            bytes + (x->nseg - 1u) * x->len +
+            (x->nseg > 1 ? x->lastlen : x->len) > TX_GSO_BYTES)
             break;
     }
     memset(ctl, 0, sizeof(tx->ctl[m].buf));
@@ -440,16 +470,29 @@ send_plain(struct worker *w, int fd, unsigned e, unsigned nseg, char *ctl)
     socklen_t       pilen;
 
     pilen = put_pktinfo((struct cmsghdr *)ctl, &tx->ent[e].local);
-    for (; n < nseg && e != TX_END; n++, e = tx->ent[e].next) {
-        struct msghdr *h = &tx->pmsg[n].msg_hdr;
+    for (; n < nseg && e != TX_END; e = tx->ent[e].next) {
+        struct tx_ent *x = &tx->ent[e];
 
-        h->msg_name = &tx->ent[e].to;
-        h->msg_namelen = tx->ent[e].tolen;
-        h->msg_iov = tx->ent[e].iov;
-        h->msg_iovlen = tx->ent[e].iovn;
-        h->msg_control = pilen > 0 ? ctl : NULL;
-        h->msg_controllen = pilen;
-        h->msg_flags = 0;
+        for (unsigned k = 0; k < x->nseg && n < nseg; k++, n++) {
+            struct msghdr *h = &tx->pmsg[n].msg_hdr;
+
+            h->msg_name = &x->to;
+            h->msg_namelen = x->tolen;
+            if (x->nseg > 1) {          /* a run: datagram k of it */
+                tx->piov[n].iov_base = (uint8_t *)x->iov[0].iov_base +
+                    (size_t)k * x->stride;
+                tx->piov[n].iov_len = k + 1 == x->nseg ? x->lastlen :
+                    x->len;
+                h->msg_iov = &tx->piov[n];
+                h->msg_iovlen = 1;
+            } else {
+                h->msg_iov = x->iov;
+                h->msg_iovlen = x->iovn;
+            }
+            h->msg_control = pilen > 0 ? ctl : NULL;
+            h->msg_controllen = pilen;
+            h->msg_flags = 0;
+        }
     }
     while (i < n) {
         int r = sendmmsg(fd, &tx->pmsg[i], n - i, MSG_DONTWAIT);
@@ -520,7 +563,7 @@ tx_flush(struct worker *w)
         }
         send_msgs(w, tx->sock[s].fd, nm);
     }
-    tx->n = tx->nflow = tx->nsock = 0;
+    tx->n = tx->nflow = tx->nsock = tx->niovs = 0;
     if (++tx->gen == 0) {       /* wrapped: forget every slot */
         memset(tx->fgen, 0, sizeof(tx->fgen));
         memset(tx->sgen, 0, sizeof(tx->sgen));
@@ -601,7 +644,8 @@ tx_add(struct worker *w, int fd, uint8_t *nogso, const struct turn_cmd *cmd,
         cmd->path.local.family == cmd->path.remote.family &&
         !addr_is_unspecified(&cmd->path.local);
 
-    if (tx->n == WORKER_QCMDS)
+    if (tx->n == WORKER_QCMDS ||
+        tx->niovs + (cmd->nseg > 1 ? cmd->nseg : 2u) > 2 * WORKER_QCMDS)
         tx_flush(w);
     x = &tx->ent[tx->n];
     x->fd = fd;
@@ -646,6 +690,13 @@ payload:
     }
     x->iovn = (uint16_t)iovn;
     x->len = (uint32_t)(cmd->hdrlen + cmd->paylen);
+    x->nseg = 1;
+    if (cmd->nseg > 1 && cmd->hdrlen == 0) {
+        x->nseg = cmd->nseg;
+        x->stride = cmd->stride;
+        x->lastlen = (uint32_t)cmd->lastlen;
+    }
+    tx->niovs += x->nseg > 1 ? x->nseg : iovn;
 }
 
 static int
@@ -712,10 +763,26 @@ execute(struct worker *w)
             int                 fam = fam_of(&c->path.remote);
             struct relay_port  *rp = &w->ports[c->port];
 
-            if (!rp->open)
+            if (c->nseg > 1 && (!rp->open || rp->fd[fam] < 0 ||
+                !w->tx->gso || rp->nogso[fam])) {
+                /* A run where it cannot leave as one GSO send: one
+                 * datagram each (each failure counted). */
+                struct turn_cmd one = *c;
+
+                one.nseg = 0;
+                for (unsigned k = 0; k < c->nseg; k++) {
+                    one.payload = c->payload + (size_t)k * c->stride;
+                    one.paylen = k + 1 == c->nseg ? c->lastlen : c->paylen;
+                    if (rp->open)
+                        tx_add(w, rp->fd[fam], &rp->nogso[fam], &one, 0);
+                    else
+                        tx_add(w, -1, NULL, &one, 0);
+                }
+            } else if (!rp->open) {
                 tx_add(w, -1, NULL, c, 0);
-            else
+            } else {
                 tx_add(w, rp->fd[fam], &rp->nogso[fam], c, 0);
+            }
             break;
         }
         case TURN_CMD_RELAY_OPEN:

@@ -103,6 +103,11 @@ struct tx_ent {
     uint16_t                iovn;
     uint16_t                next;       /* of the same flow, or TX_END */
     uint16_t                flow;       /* index in udp_tx.flow */
+    /* A run (SEND_PEER with nseg > 1): nseg datagrams of len bytes at
+     * iov[0].iov_base + k * stride, the last lastlen bytes; always one
+     * GSO message of its own.  nseg is 1 otherwise. */
+    uint16_t                nseg, stride;
+    uint32_t                lastlen;
 };
 
 /* The datagrams of one (socket, destination, source), in command order. */
@@ -126,6 +131,7 @@ struct udp_tx {
     struct tx_flow          flow[WORKER_QCMDS];
     struct tx_sock          sock[WORKER_QCMDS];
     unsigned                n, nflow, nsock;
+    unsigned                niovs;      /* iovecs the gathered ones need */
     /* Hash of flows and of sockets; a slot is live when its generation
      * is the current one. */
     uint32_t                gen;
@@ -142,6 +148,7 @@ struct udp_tx {
     } ctl[WORKER_QCMDS];
     /* The fallback: a GSO send the kernel refused, one datagram each. */
     struct mmsghdr          pmsg[TX_GSO_SEGS];
+    struct iovec            piov[TX_GSO_SEGS];
     int                     gso;        /* UDP_SEGMENT works here */
 };
 

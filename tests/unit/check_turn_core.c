@@ -1470,6 +1470,214 @@ START_TEST(test_c37_channel_data_both_ways)
 }
 END_TEST
 
+/* --- Runs: a GRO message of one client's datagrams ---------------------- */
+
+/* Buffer for runs: segments of seg bytes, written by put_cd / put_bind. */
+static uint8_t run_buf[80 * 1300];
+
+static void
+put_cd(size_t at, uint16_t number, size_t paylen, uint8_t fill)
+{
+    chandata_hdr(run_buf + at, number, (uint16_t)paylen);
+    memset(run_buf + at + 4, fill, paylen);
+}
+
+static void
+put_bind(size_t at, uint8_t tid)
+{
+    static const uint8_t head[8] = { 0x00, 0x01, 0x00, 0x00,
+        0x21, 0x12, 0xa4, 0x42 };
+
+    memcpy(run_buf + at, head, 8);
+    memset(run_buf + at + 8, tid, 12);
+}
+
+/* All of run_buf[0, total) through turn_core_on_client_run(), resetting
+ * the queue first; returns the bytes used. */
+static size_t
+run_at(const char *client, size_t seg, size_t total)
+{
+    struct addr_path path;
+    size_t           used = 0;
+
+    path.remote = A(client);
+    path.local = A("192.0.2.1:3478");
+    turn_cmdq_reset(&F.q);
+    ck_assert_int_eq(turn_core_on_client_run(F.core, &path, run_buf, seg,
+        total, 1, WALL, &F.q, &used), 0);
+    ck_assert_uint_gt(used, 0);
+    ck_assert_uint_le(used, total);
+    return used;
+}
+
+/* Checks command i: a SEND_PEER to P of nseg datagrams (0: a single one)
+ * of paylen bytes starting at segment first of seg bytes, the last one
+ * lastlen bytes. */
+static void
+assert_run(size_t i, size_t first, size_t seg, unsigned nseg, size_t paylen,
+    size_t lastlen)
+{
+    const struct turn_cmd *c = &F.q.cmd[i];
+    struct addr            p = A(P);
+
+    ck_assert_uint_lt(i, F.q.n);
+    ck_assert_int_eq(c->kind, TURN_CMD_SEND_PEER);
+    ck_assert(addr_eq(&c->path.remote, &p));
+    ck_assert_uint_eq(c->hdrlen, 0);
+    ck_assert_ptr_eq(c->payload, run_buf + first * seg + 4);
+    ck_assert_uint_eq(c->paylen, paylen);
+    if (nseg <= 1) {
+        ck_assert_uint_le(c->nseg, 1);
+        return;
+    }
+    ck_assert_uint_eq(c->nseg, nseg);
+    ck_assert_uint_eq(c->stride, seg);
+    ck_assert_uint_eq(c->lastlen, lastlen);
+}
+
+START_TEST(test_run_channel_data_one_command)
+{
+    size_t total = 10 * 104 + 41;
+
+    fx_up(R4, 0);
+    alloc_at(C, 3600, 0);
+    ck_assert_uint_eq(bind_at(C, F.u, 0x4000, P, 0), 0);
+    for (size_t k = 0; k < 10; k++)
+        put_cd(k * 104, 0x4000, 100, (uint8_t)k);
+    put_cd(10 * 104, 0x4000, 37, 0xee);
+    ck_assert_uint_eq(run_at(C, 104, total), total);
+    ck_assert_uint_eq(F.q.n, 1);
+    assert_run(0, 0, 104, 11, 100, 37);
+    ck_assert_uint_eq(stats()->relayed_packets[TURN_DIR_C2P], 11);
+    ck_assert_uint_eq(stats()->relayed_bytes[TURN_DIR_C2P], 1037);
+    ck_assert_uint_eq(stats()->size_hist[0], 11);
+
+    /* A single datagram through the run entry point: one plain command. */
+    ck_assert_uint_eq(run_at(C, 104, 104), 104);
+    ck_assert_uint_eq(F.q.n, 1);
+    assert_run(0, 0, 104, 0, 100, 100);
+}
+END_TEST
+
+/* Each datagram keeps its own fate: an unbound channel is dropped and
+ * counted, a Binding request answered, and relaying resumes after. */
+START_TEST(test_run_mixed_datagrams)
+{
+    struct stun_msg m;
+    uint64_t        nochan;
+
+    fx_up(R4, 0);
+    alloc_at(C, 3600, 0);
+    ck_assert_uint_eq(bind_at(C, F.u, 0x4000, P, 0), 0);
+    nochan = stats()->dropped[TURN_DROP_NO_CHANNEL];
+    /* seg 20: ChannelData of 16 bytes and a bare Binding request. */
+    put_cd(0, 0x4000, 16, 1);
+    put_cd(20, 0x4000, 16, 2);
+    put_cd(40, 0x4abc, 16, 3);          /* unbound */
+    put_cd(60, 0x4000, 16, 4);
+    put_cd(80, 0x4000, 16, 5);
+    put_bind(100, 0x77);
+    put_cd(120, 0x4000, 12, 6);         /* shorter: the last */
+    ck_assert_uint_eq(run_at(C, 20, 136), 136);
+    ck_assert_uint_eq(F.q.n, 4);
+    assert_run(0, 0, 20, 2, 16, 16);
+    assert_run(1, 3, 20, 2, 16, 16);
+    resp(2, &m);
+    ck_assert_uint_eq(m.type, 0x0101);
+    ck_assert(memcmp(m.txid, run_buf + 108, 12) == 0);
+    assert_run(3, 6, 20, 0, 12, 12);
+    ck_assert_uint_eq(stats()->dropped[TURN_DROP_NO_CHANNEL], nochan + 1);
+    ck_assert_uint_eq(stats()->relayed_packets[TURN_DIR_C2P], 5);
+}
+END_TEST
+
+/* A run command is at most TURN_RUN_MAX datagrams and TURN_RUN_BYTES
+ * payload bytes; a longer payload than the run's starts a new one. */
+START_TEST(test_run_limits)
+{
+    size_t total;
+
+    fx_up(R4, 0);
+    alloc_at(C, 3600, 0);
+    ck_assert_uint_eq(bind_at(C, F.u, 0x4000, P, 0), 0);
+    for (size_t k = 0; k < 70; k++)
+        put_cd(k * 104, 0x4000, 100, (uint8_t)k);
+    ck_assert_uint_eq(run_at(C, 104, 70 * 104), 70 * 104);
+    ck_assert_uint_eq(F.q.n, 2);
+    assert_run(0, 0, 104, TURN_RUN_MAX, 100, 100);
+    assert_run(1, TURN_RUN_MAX, 104, 70 - TURN_RUN_MAX, 100, 100);
+
+    for (size_t k = 0; k < 60; k++)
+        put_cd(k * 1204, 0x4000, 1200, (uint8_t)k);
+    total = 60 * 1204;
+    ck_assert_uint_eq(run_at(C, 1204, total), total);
+    ck_assert_uint_eq(F.q.n, 2);
+    assert_run(0, 0, 1204, TURN_RUN_BYTES / 1200, 1200, 1200);
+    assert_run(1, TURN_RUN_BYTES / 1200, 1204, 60 - TURN_RUN_BYTES / 1200,
+        1200, 1200);
+
+    /* Padded ChannelData: payload 90 in segments of 104, then a payload
+     * of 100 (longer than the run's): a new command. */
+    put_cd(0, 0x4000, 90, 1);
+    put_cd(104, 0x4000, 90, 2);
+    put_cd(208, 0x4000, 100, 3);
+    ck_assert_uint_eq(run_at(C, 104, 312), 312);
+    ck_assert_uint_eq(F.q.n, 2);
+    assert_run(0, 0, 104, 2, 90, 90);
+    assert_run(1, 2, 104, 0, 100, 100);
+
+    /* A shorter (padded) payload inside: it ends the run, whose datagrams
+     * all but the last have one length; the next starts a new one. */
+    put_cd(0, 0x4000, 100, 1);
+    put_cd(104, 0x4000, 100, 2);
+    put_cd(208, 0x4000, 90, 3);
+    put_cd(312, 0x4000, 100, 4);
+    put_cd(416, 0x4000, 100, 5);
+    ck_assert_uint_eq(run_at(C, 104, 520), 520);
+    ck_assert_uint_eq(F.q.n, 2);
+    assert_run(0, 0, 104, 3, 100, 90);
+    assert_run(1, 3, 104, 2, 100, 100);
+}
+END_TEST
+
+/* The queue fills: the call stops with room for nothing more and says how
+ * far it got; the rest, in a second call, loses nothing. */
+START_TEST(test_run_stops_when_queue_full)
+{
+    size_t          used, total = 100 * 20, answered = 0;
+    struct addr_path path;
+
+    fx_up(R4, 0);
+    for (size_t k = 0; k < 100; k++)
+        put_bind(k * 20, (uint8_t)k);
+    used = run_at(C, 20, total);
+    ck_assert_uint_lt(used, total);
+    ck_assert_uint_eq(used % 20, 0);
+    ck_assert_uint_eq(F.q.n, used / 20);
+    answered += F.q.n;
+    path.remote = A(C);
+    path.local = A("192.0.2.1:3478");
+    while (answered < 100) {
+        size_t more = 0;
+
+        turn_cmdq_reset(&F.q);
+        ck_assert_int_eq(turn_core_on_client_run(F.core, &path,
+            run_buf + used, 20, total - used, 1, WALL, &F.q, &more), 0);
+        ck_assert_uint_gt(more, 0);
+        for (size_t i = 0; i < F.q.n; i++) {
+            struct stun_msg m;
+
+            resp(i, &m);
+            ck_assert_uint_eq(m.txid[0], (uint8_t)(answered + i));
+        }
+        answered += F.q.n;
+        used += more;
+    }
+    ck_assert_uint_eq(used, total);
+    ck_assert_uint_eq(answered, 100);
+}
+END_TEST
+
 START_TEST(test_c38_padding_and_lying_length)
 {
     uint8_t        buf[16] = { 0x40, 0x00, 0x00, 0x04, 'a', 'b', 'c', 'd',
@@ -2440,6 +2648,10 @@ turn_core_suite(void)
     tcase_add_test(tc, test_c35_aaf6_on_ipv4_relay);
     tcase_add_test(tc, test_c36_ipv6_client_ipv6_relay);
     tcase_add_test(tc, test_c37_channel_data_both_ways);
+    tcase_add_test(tc, test_run_channel_data_one_command);
+    tcase_add_test(tc, test_run_mixed_datagrams);
+    tcase_add_test(tc, test_run_limits);
+    tcase_add_test(tc, test_run_stops_when_queue_full);
     tcase_add_test(tc, test_c38_padding_and_lying_length);
     tcase_add_test(tc, test_c39_unbound_channel_and_peer);
     tcase_add_test(tc, test_c40_peer_family_mismatch);
