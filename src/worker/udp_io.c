@@ -7,12 +7,16 @@
  * (listen and relay sockets, where the kernel has it) a message may carry
  * a run of one sender's datagrams of one size, the last possibly shorter,
  * with the size in a UDP_GRO control message: it is split back into its
- * datagrams in place.  Each datagram goes to the core with the batch's
- * `now`; the commands it queues are carried out in order at the end of
+ * datagrams in place (a client's goes to the core whole, as a run:
+ * turn_core_on_client_run()).  Each datagram goes to the core with the
+ * batch's `now`; the commands it queues are carried out in order at the end of
  * the callback, or earlier when the queue or the receive slots run out: a
  * slot stays taken until the commands pointing into it are carried out,
- * so the relay callback reads every ready relay socket before one flush
- * (their datagrams for clients then leave the listen socket together).
+ * so the listen callback gathers up to WORKER_RX_SLOTS messages (or
+ * RX_FLUSH_BYTES) before one flush, which sends each relay socket's share
+ * in one sendmmsg, and the relay callback reads every ready relay socket
+ * (up to WORKER_RX_RELAY messages) before one flush (their datagrams for
+ * clients then leave the listen socket together).
  * The queue is empty whenever a callback returns.
  * Sends are gathered and grouped per socket (one sendmmsg per socket and
  * flush) and, within a socket, per destination and source address in
@@ -37,6 +41,7 @@
 
 #define RX_SLOT (WORKER_BUFSZ + WORKER_HEADROOM)
 #define RX_MIN_FREE 16      /* fewer free receive slots: flush first */
+#define RX_FLUSH_BYTES (512 * 1024)   /* as many received: flush first */
 
 _Static_assert(TX_HSLOTS >= 2 * WORKER_QCMDS, "send hash at most half full");
 _Static_assert(TURN_RUN_MAX <= TX_GSO_SEGS && TURN_RUN_BYTES <= TX_GSO_BYTES,
@@ -91,7 +96,7 @@ udp_io_init(struct worker *w)
     w->tx = calloc(1, sizeof(*w->tx));
     if (w->rx == NULL || w->tx == NULL)
         return -1;
-    w->rx->data = malloc((size_t)WORKER_BATCH * RX_SLOT);
+    w->rx->data = malloc((size_t)WORKER_RX_SLOTS * RX_SLOT);
     if (w->rx->data == NULL)
         return -1;
     w->tx->gen = 1;
@@ -100,7 +105,7 @@ udp_io_init(struct worker *w)
     w->rx->gro = udp_opt_probe(w->slot, UDP_GRO, 1, "UDP GRO (UDP_GRO)");
     for (int f = 0; f < 2; f++)
         udp_io_gro_on(w, w->lfd[f]);
-    for (int i = 0; i < WORKER_BATCH; i++) {
+    for (int i = 0; i < WORKER_RX_SLOTS; i++) {
         w->rx->iov[i].iov_base = w->rx->data + (size_t)i * RX_SLOT +
             WORKER_HEADROOM;
         w->rx->iov[i].iov_len = WORKER_BUFSZ;
@@ -119,27 +124,37 @@ udp_io_fini(struct worker *w)
     w->tx = NULL;
 }
 
-/* The first receive slot free for the next recvmmsg.  Slots stay taken
- * until the commands that point into them are carried out, so that sends
- * can wait for the datagrams of several sockets (one sendmmsg for them
- * all); with fewer than RX_MIN_FREE free, this flushes first. */
+/* The first receive slot free for the next recvmmsg, below cap.  Slots
+ * stay taken until the commands that point into them are carried out, so
+ * that sends can wait for more datagrams (one sendmmsg per socket for
+ * them all); with fewer than RX_MIN_FREE free below cap, or RX_FLUSH_BYTES
+ * received into them, this flushes first. */
 static unsigned
-rx_room(struct worker *w)
+rx_room(struct worker *w, unsigned cap)
 {
-    if (WORKER_BATCH - w->rx->used < RX_MIN_FREE)
+    if (w->rx->used + RX_MIN_FREE > cap || w->rx->bytes >= RX_FLUSH_BYTES)
         udp_io_flush(w);
     return w->rx->used;
+}
+
+/* The end of a recvmmsg's slots from base on, below cap. */
+static unsigned
+rx_end(unsigned base, unsigned cap)
+{
+    return base + WORKER_BATCH < cap ? base + WORKER_BATCH : cap;
 }
 
 /* One recvmmsg into the free receive slots from base on.  Returns the
  * count, 0 when nothing is waiting; the caller marks the slots used. */
 static int
-recv_batch(struct worker *w, int fd, int pktinfo, unsigned base)
+recv_batch(struct worker *w, int fd, int pktinfo, unsigned base,
+    unsigned cap)
 {
     struct udp_rx *rx = w->rx;
+    unsigned       end = rx_end(base, cap);
     int            n;
 
-    for (unsigned i = base; i < WORKER_BATCH; i++) {
+    for (unsigned i = base; i < end; i++) {
         struct msghdr *h = &rx->msg[i].msg_hdr;
 
         h->msg_name = &rx->from[i];
@@ -152,9 +167,10 @@ recv_batch(struct worker *w, int fd, int pktinfo, unsigned base)
         h->msg_flags = 0;
     }
     do {
-        n = recvmmsg(fd, rx->msg + base, WORKER_BATCH - base, MSG_DONTWAIT,
-            NULL);
+        n = recvmmsg(fd, rx->msg + base, end - base, MSG_DONTWAIT, NULL);
     } while (n < 0 && errno == EINTR);
+    for (int i = 0; i < n; i++)
+        rx->bytes += rx->msg[base + i].msg_len;
     return n < 0 ? 0 : n;
 }
 
@@ -216,8 +232,8 @@ udp_io_listen_cb(evutil_socket_t fd, short what, void *arg)
     enum turn_drop  drop;
 
     for (int call = 0; call < WORKER_CALLS && !w->stopping; call++) {
-        unsigned base = rx_room(w);
-        int      n = recv_batch(w, fd, 1, base);
+        unsigned base = rx_room(w, WORKER_RX_SLOTS);
+        int      n = recv_batch(w, fd, 1, base, WORKER_RX_SLOTS);
 
         if (n <= 0)
             break;
@@ -253,7 +269,7 @@ udp_io_listen_cb(evutil_socket_t fd, short what, void *arg)
         /* A flush on the way (a full queue) freed slots below base; the
          * ones of this batch are taken either way. */
         w->rx->used = base + (unsigned)n;
-        if (n < WORKER_BATCH - (int)base)
+        if ((unsigned)n < rx_end(base, WORKER_RX_SLOTS) - base)
             break;
     }
     udp_io_flush(w);
@@ -269,13 +285,13 @@ relay_read(struct worker *w, uint16_t port, int fam)
     enum turn_drop drop;
 
     for (int call = 0; call < WORKER_CALLS && !w->stopping; call++) {
-        unsigned                 base = rx_room(w);
+        unsigned                 base = rx_room(w, WORKER_RX_RELAY);
         const struct relay_port *rp = &w->ports[port];
         struct atab_ref          ref = rp->ref;
         int                      n;
 
         if (!rp->open || rp->fd[fam] < 0 ||
-            (n = recv_batch(w, rp->fd[fam], 0, base)) <= 0)
+            (n = recv_batch(w, rp->fd[fam], 0, base, WORKER_RX_RELAY)) <= 0)
             break;
         worker_clock(w);
         worker_between_batches(w);
@@ -300,7 +316,7 @@ relay_read(struct worker *w, uint16_t port, int fam)
             } while (left > 0 && !w->stopping);
         }
         w->rx->used = base + (unsigned)n;
-        if (n < WORKER_BATCH - (int)base)
+        if ((unsigned)n < rx_end(base, WORKER_RX_RELAY) - base)
             break;
     }
 }
@@ -827,6 +843,7 @@ udp_io_flush(struct worker *w)
         report_pending(w);
     } while ((w->q.n > 0 || w->npending > 0) && !w->fatal);
     w->rx->used = 0;    /* nothing queued points into a slot any more */
+    w->rx->bytes = 0;
 }
 
 void

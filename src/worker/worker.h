@@ -26,7 +26,9 @@
 #include "turn_core.h"
 #include "turn_stats.h"
 
-#define WORKER_BATCH        64          /* datagrams per recvmmsg */
+#define WORKER_BATCH        64          /* messages per recvmmsg */
+#define WORKER_RX_SLOTS     256         /* receive slots between flushes */
+#define WORKER_RX_RELAY     64          /* ... when reading relay sockets */
 #define WORKER_CALLS        8           /* recvmmsg calls per callback */
 #define WORKER_BUFSZ        65535       /* SPEC §2.11.4 */
 #define WORKER_HEADROOM     4
@@ -69,18 +71,19 @@ struct relay_result {
  * one size from one sender, the last possibly shorter, which is why each
  * slot holds WORKER_BUFSZ bytes). */
 struct udp_rx {
-    struct mmsghdr          msg[WORKER_BATCH];
-    struct iovec            iov[WORKER_BATCH];
-    struct sockaddr_storage from[WORKER_BATCH];
+    struct mmsghdr          msg[WORKER_RX_SLOTS];
+    struct iovec            iov[WORKER_RX_SLOTS];
+    struct sockaddr_storage from[WORKER_RX_SLOTS];
     union {
         char                buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
                                 CMSG_SPACE(sizeof(struct in_pktinfo)) +
                                 CMSG_SPACE(sizeof(int))];
         struct cmsghdr      align;
-    } ctl[WORKER_BATCH];
-    uint8_t                *data;       /* WORKER_BATCH slots */
+    } ctl[WORKER_RX_SLOTS];
+    uint8_t                *data;       /* WORKER_RX_SLOTS slots */
     unsigned                used;       /* slots queued commands may still
                                            point into: [0, used) */
+    size_t                  bytes;      /* received into them */
     int                     gro;        /* UDP_GRO works here */
 };
 
