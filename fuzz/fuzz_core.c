@@ -673,6 +673,15 @@ check_cmd(struct harness *h, int wi, const struct turn_cmd *cmd,
             cmd->payload + cmd->paylen <= o->buf + o->len);
     else
         FZ_CHECK(cmd->paylen == 0);
+    if (cmd->nseg > 1) {        /* a run: all of it inside the input */
+        FZ_CHECK(cmd->kind == TURN_CMD_SEND_PEER && cmd->hdrlen == 0);
+        FZ_CHECK(cmd->nseg <= TURN_RUN_MAX && cmd->stride > 0);
+        FZ_CHECK(cmd->lastlen > 0 && cmd->lastlen <= cmd->paylen);
+        FZ_CHECK((cmd->nseg - 1u) * cmd->paylen + cmd->lastlen <=
+            TURN_RUN_BYTES);
+        FZ_CHECK(cmd->payload + (size_t)(cmd->nseg - 1) * cmd->stride +
+            cmd->lastlen <= o->buf + o->len);
+    }
     switch (cmd->kind) {
     case TURN_CMD_SEND_CLIENT:
         FZ_CHECK(cmd->hdr != NULL && cmd->path.remote.port != 0);
@@ -892,6 +901,40 @@ client_datagram(struct harness *h, int ci, uint8_t *buf, size_t len)
     check_new(h, wi, before, &o, 1);
 }
 
+/* Hands a GRO message (taking ownership of buf): datagrams of seg bytes,
+ * the last possibly shorter, through turn_core_on_client_run(). */
+static void
+client_run(struct harness *h, int ci, uint8_t *buf, size_t seg, size_t len)
+{
+    int              wi = ci % h->nworkers;
+    struct worker   *w = &h->w[wi];
+    struct addr_path path;
+    struct origin    o;
+    size_t           off = 0;
+
+    path.remote = clients[ci];
+    path.local = path.remote.family == ADDR_V4 ? local4 : local6;
+    o.buf = buf;
+    o.len = len;
+    o.from = &clients[ci];
+    room(h, wi);
+    w->bufs[w->nbufs++] = buf;
+    while (off < len) {
+        struct mark before;
+        size_t      used = 0;
+        int         rc;
+
+        room(h, wi);
+        before = mark_of(&w->q);
+        rc = turn_core_on_client_run(w->core, &path, buf + off, seg,
+            len - off, h->now, wall(h), &w->q, &used);
+        FZ_CHECK(used > 0 && used <= len - off);
+        check_rc(h, rc, TURN_DROP_NONE);
+        check_new(h, wi, before, &o, 0);
+        off += used;
+    }
+}
+
 static uint16_t
 read_channel(struct fz *in)
 {
@@ -963,6 +1006,25 @@ ev_chandata(struct harness *h, uint8_t e)
         abort();
     chandata_hdr(buf, number, (uint16_t)paylen);
     fz_copy(&h->in, buf + CHANDATA_HDR_LEN, paylen + pad);
+    if (e & FZC_F2) {
+        /* A GRO message of k copies, one of them perhaps on another
+         * channel, the last perhaps shorter. */
+        size_t   seg = CHANDATA_HDR_LEN + paylen + pad;
+        size_t   k = 2 + fz_u8(&h->in) % 80, odd = fz_u8(&h->in);
+        size_t   cut = fz_u8(&h->in) % seg, len = k * seg - cut;
+        uint8_t *run = malloc(len);
+
+        if (run == NULL)
+            abort();
+        for (size_t i = 0; i < k; i++)
+            memcpy(run + i * seg, buf, i + 1 < k ? seg : seg - cut);
+        if (odd < k && (odd + 1 < k || seg - cut >= CHANDATA_HDR_LEN))
+            chandata_hdr(run + odd * seg, read_channel(&h->in),
+                (uint16_t)paylen);
+        free(buf);
+        client_run(h, ci, run, seg, len);
+        return;
+    }
     client_datagram(h, ci, buf, CHANDATA_HDR_LEN + paylen + pad);
 }
 
