@@ -13,7 +13,8 @@
  * the callback, or earlier when the queue or the receive slots run out: a
  * slot stays taken until the commands pointing into it are carried out,
  * so the listen callback gathers up to WORKER_RX_SLOTS messages (or
- * RX_FLUSH_BYTES) before one flush, which sends each relay socket's share
+ * RX_FLUSH_BYTES) before one flush while clients send GRO runs (else one
+ * batch), which sends each relay socket's share
  * in one sendmmsg, and the relay callback reads every ready relay socket
  * (up to WORKER_RX_RELAY messages) before one flush (their datagrams for
  * clients then leave the listen socket together).
@@ -232,8 +233,12 @@ udp_io_listen_cb(evutil_socket_t fd, short what, void *arg)
     enum turn_drop  drop;
 
     for (int call = 0; call < WORKER_CALLS && !w->stopping; call++) {
-        unsigned base = rx_room(w, WORKER_RX_SLOTS);
-        int      n = recv_batch(w, fd, 1, base, WORKER_RX_SLOTS);
+        /* Gather beyond one batch only while clients send GRO runs: for
+         * single datagrams, 64 slots a flush measured faster. */
+        unsigned cap = w->rx->runs ? WORKER_RX_SLOTS : WORKER_BATCH;
+        unsigned base = rx_room(w, cap);
+        int      n = recv_batch(w, fd, 1, base, cap);
+        int      runs = 0;
 
         if (n <= 0)
             break;
@@ -255,6 +260,7 @@ udp_io_listen_cb(evutil_socket_t fd, short what, void *arg)
                     w->now, w->wall, &w->q, &drop), "client datagram");
                 continue;
             }
+            runs = 1;
             do {        /* a GRO message: the core takes it as a run */
                 size_t used;
 
@@ -269,7 +275,8 @@ udp_io_listen_cb(evutil_socket_t fd, short what, void *arg)
         /* A flush on the way (a full queue) freed slots below base; the
          * ones of this batch are taken either way. */
         w->rx->used = base + (unsigned)n;
-        if ((unsigned)n < rx_end(base, WORKER_RX_SLOTS) - base)
+        w->rx->runs = runs;
+        if ((unsigned)n < rx_end(base, cap) - base)
             break;
     }
     udp_io_flush(w);

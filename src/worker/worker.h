@@ -84,6 +84,8 @@ struct udp_rx {
     unsigned                used;       /* slots queued commands may still
                                            point into: [0, used) */
     size_t                  bytes;      /* received into them */
+    int                     runs;       /* the last client batch had GRO
+                                           runs: gather more per flush */
     int                     gro;        /* UDP_GRO works here */
 };
 
