@@ -917,8 +917,8 @@ client_run(struct harness *h, int ci, uint8_t *buf, size_t seg, size_t len)
     o.buf = buf;
     o.len = len;
     o.from = &clients[ci];
-    room(h, wi);
-    w->bufs[w->nbufs++] = buf;
+    /* buf joins the worker's buffers only after the last call: a flush on
+     * the way (room()) frees those, and the run is still being read. */
     while (off < len) {
         struct mark before;
         size_t      used = 0;
@@ -933,6 +933,8 @@ client_run(struct harness *h, int ci, uint8_t *buf, size_t seg, size_t len)
         check_new(h, wi, before, &o, 0);
         off += used;
     }
+    room(h, wi);
+    w->bufs[w->nbufs++] = buf;
 }
 
 static uint16_t
