@@ -34,7 +34,24 @@ struct tb_payload {
 #define TB_SEQ_HELLO    UINT64_MAX
 #define TB_MIN_PAYLOAD  ((int)sizeof(struct tb_payload))
 #define TB_MAX_PAYLOAD  1400
-#define TB_UDP_GRO      104     /* UDP_GRO, Linux 5.0 */
+
+/* UDP options by number, for headers that predate them. */
+#ifndef SOL_UDP
+#define SOL_UDP         17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT     103     /* Linux 4.18 */
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO         104     /* Linux 5.0 */
+#endif
+
+struct msghdr;
+
+/* The segment size of a UDP GRO message received with a control buffer (a
+ * run of one sender's datagrams of one size, the last possibly shorter),
+ * 0 for one datagram. */
+uint32_t tb_gro_size(struct msghdr *h);
 
 /* --- Time --------------------------------------------------------------- */
 

@@ -25,10 +25,6 @@
 
 #include "turnbench.h"
 
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-
 #define RX_BATCH    64
 #define RX_SLOT     65536       /* a GRO message: up to 64 KiB */
 #define RX_CALLS    8           /* recvmmsg calls per socket per turn */
@@ -289,23 +285,6 @@ get_payload(const uint8_t *d, size_t len, struct tb_payload *p,
     return 0;
 }
 
-/* The segment size of a GRO message (a run of one sender's datagrams of
- * one size, the last possibly shorter), 0 for one datagram. */
-static uint32_t
-gro_size(struct msghdr *h)
-{
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL;
-        c = CMSG_NXTHDR(h, c)) {
-        if (c->cmsg_level == SOL_UDP && c->cmsg_type == TB_UDP_GRO) {
-            int v;
-
-            memcpy(&v, CMSG_DATA(c), sizeof(v));
-            return v > 0 ? (uint32_t)v : 0;
-        }
-    }
-    return 0;
-}
-
 /* One datagram on a client socket: ChannelData from the relay. */
 static void
 on_client(struct tb_bench *b, struct tb_flow *f, uint8_t *d, size_t len,
@@ -402,7 +381,7 @@ on_readable(struct tb_bench *b, struct tb_io *io, uint32_t idx)
         for (int i = 0; i < n; i++) {
             uint8_t *d = io->rx_iov[i].iov_base;
             uint32_t left = io->rx_msg[i].msg_len;
-            uint32_t seg = b->gro ? gro_size(&io->rx_msg[i].msg_hdr) : 0;
+            uint32_t seg = b->gro ? tb_gro_size(&io->rx_msg[i].msg_hdr) : 0;
             int      again = 0;
 
             do {

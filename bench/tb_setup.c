@@ -95,7 +95,7 @@ tb_flow_open(struct tb_bench *b, struct tb_flow *f)
     setsockopt(f->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
     setsockopt(f->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
     if (b->gro)
-        setsockopt(f->fd, SOL_UDP, TB_UDP_GRO, &one, sizeof(one));
+        setsockopt(f->fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
     if (b->client_hosts > 0 ||
         b->server.sin_addr.s_addr == htonl(0x7f000001)) {
         struct sockaddr_in src;

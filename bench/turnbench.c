@@ -33,13 +33,6 @@
 
 #include "turnbench.h"
 
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
-
 #define SETUP_S     30.0
 
 static void

@@ -32,13 +32,6 @@
 
 #include "tb.h"
 
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
-
 #define BATCH       64
 #define CALLS       8
 #define SLOT        65536
@@ -265,22 +258,6 @@ from_peer(struct fwd *w, int i, uint8_t *d, size_t n)
     queue(w, &w->clients[flow].addr, h, d, n);
 }
 
-/* The segment size of a GRO message, 0 for one datagram. */
-static uint32_t
-gro_size(struct msghdr *h)
-{
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL;
-        c = CMSG_NXTHDR(h, c)) {
-        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
-            int v;
-
-            memcpy(&v, CMSG_DATA(c), sizeof(v));
-            return v > 0 ? (uint32_t)v : 0;
-        }
-    }
-    return 0;
-}
-
 static void
 on_readable(struct fwd *w, int side)
 {
@@ -308,7 +285,7 @@ on_readable(struct fwd *w, int side)
         for (int i = 0; i < n; i++) {
             uint8_t *d = w->rx_iov[i].iov_base;
             uint32_t left = w->rx[i].msg_len;
-            uint32_t seg = w->gro ? gro_size(&w->rx[i].msg_hdr) : 0;
+            uint32_t seg = w->gro ? tb_gro_size(&w->rx[i].msg_hdr) : 0;
 
             do {
                 uint32_t len = seg > 0 && seg < left ? seg : left;

@@ -84,10 +84,9 @@ udp_io_gro_on(struct worker *w, int fd)
 {
     int one = 1;
 
-    if (w->rx->gro && fd >= 0 &&
-        setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) != 0) {
-        /* Cannot happen after the probe; one datagram per message then. */
-    }
+    /* Cannot fail after the probe; if it did: one datagram per message. */
+    if (w->rx->gro && fd >= 0)
+        (void)setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
 }
 
 int
@@ -785,9 +784,10 @@ execute(struct worker *w)
         case TURN_CMD_SEND_PEER: {
             int                 fam = fam_of(&c->path.remote);
             struct relay_port  *rp = &w->ports[c->port];
+            int                 fd = rp->open ? rp->fd[fam] : -1;
+            uint8_t            *nogso = rp->open ? &rp->nogso[fam] : NULL;
 
-            if (c->nseg > 1 && (!rp->open || rp->fd[fam] < 0 ||
-                !w->tx->gso || rp->nogso[fam])) {
+            if (c->nseg > 1 && (fd < 0 || !w->tx->gso || *nogso)) {
                 /* A run where it cannot leave as one GSO send: one
                  * datagram each (each failure counted). */
                 struct turn_cmd one = *c;
@@ -796,15 +796,10 @@ execute(struct worker *w)
                 for (unsigned k = 0; k < c->nseg; k++) {
                     one.payload = c->payload + (size_t)k * c->stride;
                     one.paylen = k + 1 == c->nseg ? c->lastlen : c->paylen;
-                    if (rp->open)
-                        tx_add(w, rp->fd[fam], &rp->nogso[fam], &one, 0);
-                    else
-                        tx_add(w, -1, NULL, &one, 0);
+                    tx_add(w, fd, nogso, &one, 0);
                 }
-            } else if (!rp->open) {
-                tx_add(w, -1, NULL, c, 0);
             } else {
-                tx_add(w, rp->fd[fam], &rp->nogso[fam], c, 0);
+                tx_add(w, fd, nogso, c, 0);
             }
             break;
         }
